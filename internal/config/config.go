@@ -1,0 +1,248 @@
+// Package config reads microshop's configuration once, at start-up, from the
+// environment and an optional .env file, into typed values with defaults. No
+// other package reads the environment.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Services lists every service microshop can run, in start order.
+var Services = []string{"registry", "users", "catalog", "inventory", "payments", "shipping", "orders", "gateway"}
+
+// BusinessServices are the services that own data; each has a database.
+var BusinessServices = []string{"users", "catalog", "inventory", "payments", "shipping", "orders"}
+
+// Saga modes: the three ways the checkout saga can run.
+const (
+	SagaOrchestration = "orchestration"
+	SagaChoreography  = "choreography"
+	SagaParallel      = "parallel"
+)
+
+// Secret is a string that never prints its value.
+type Secret string
+
+// String masks the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "********"
+}
+
+// LogValue masks the secret in structured logs.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Reveal returns the secret's value, for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Service is one service's own settings.
+type Service struct {
+	// Addr is where the service listens; port 0 picks a free one.
+	Addr string
+	// DBURL is the service's database; empty means the SQLite file in DataDir.
+	DBURL string
+}
+
+// Config is everything microshop reads from its environment.
+type Config struct {
+	Addr          string // the gateway's public listen address
+	RegistryAddr  string // where the built-in registry listens when it runs here
+	RegistryURL   string // where services find the registry
+	RegistryTTL   time.Duration
+	DataDir       string
+	AdminEmail    string
+	AdminPassword Secret
+	JWTKeyFile    string // the users service's signing key (PEM, PKCS#8 Ed25519)
+	TokenTTL      time.Duration
+	SagaMode      string
+	LogLevel      slog.Level
+	LogFormat     string // json or text
+	Services      map[string]Service
+}
+
+// Load reads the configuration from getenv, falling back to the KEY=VALUE
+// lines of dotenv (which may be nil) and then to defaults. It reports every
+// invalid value at once.
+func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
+	file, err := parseDotenv(dotenv)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading .env: %w", err)
+	}
+	get := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		if v, ok := file[key]; ok && v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	c := Config{
+		Addr:          get("MICROSHOP_ADDR", "127.0.0.1:8080"),
+		RegistryAddr:  get("MICROSHOP_REGISTRY_ADDR", "127.0.0.1:8090"),
+		DataDir:       get("MICROSHOP_DATA_DIR", "./data"),
+		AdminEmail:    get("MICROSHOP_ADMIN_EMAIL", "admin@microshop.local"),
+		AdminPassword: Secret(get("MICROSHOP_ADMIN_PASSWORD", "")),
+		SagaMode:      get("MICROSHOP_SAGA_MODE", SagaOrchestration),
+		LogFormat:     get("LOG_FORMAT", ""),
+		Services:      map[string]Service{},
+	}
+	c.RegistryURL = get("MICROSHOP_REGISTRY_URL", "http://"+c.RegistryAddr)
+	c.JWTKeyFile = get("MICROSHOP_JWT_KEY_FILE", filepath.Join(c.DataDir, "keys", "jwt-ed25519.pem"))
+	c.RegistryTTL, err = duration(get("MICROSHOP_REGISTRY_TTL", "6s"))
+	errs = append(errs, field("MICROSHOP_REGISTRY_TTL", err))
+	c.TokenTTL, err = duration(get("MICROSHOP_TOKEN_TTL", "1h"))
+	errs = append(errs, field("MICROSHOP_TOKEN_TTL", err))
+	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
+	}
+	for _, name := range Services {
+		key := "MICROSHOP_" + strings.ToUpper(name)
+		c.Services[name] = Service{
+			Addr:  get(key+"_ADDR", "127.0.0.1:0"),
+			DBURL: get(key+"_DB_URL", ""),
+		}
+	}
+	gw := c.Services["gateway"]
+	gw.Addr = c.Addr
+	c.Services["gateway"] = gw
+	reg := c.Services["registry"]
+	reg.Addr = c.RegistryAddr
+	c.Services["registry"] = reg
+	errs = append(errs, c.validate())
+	return c, errors.Join(errs...)
+}
+
+func (c Config) validate() error {
+	var errs []error
+	for name, s := range c.Services {
+		if _, _, err := net.SplitHostPort(s.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("listen address of %s %q: %w", name, s.Addr, err))
+		}
+	}
+	if u, err := url.Parse(c.RegistryURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("MICROSHOP_REGISTRY_URL %q: want http://host:port", c.RegistryURL))
+	}
+	if !strings.Contains(c.AdminEmail, "@") {
+		errs = append(errs, fmt.Errorf("MICROSHOP_ADMIN_EMAIL %q: not an email address", c.AdminEmail))
+	}
+	if p := c.AdminPassword.Reveal(); p != "" && len(p) < 8 {
+		errs = append(errs, errors.New("MICROSHOP_ADMIN_PASSWORD: at least 8 characters"))
+	}
+	if !slices.Contains([]string{SagaOrchestration, SagaChoreography, SagaParallel}, c.SagaMode) {
+		errs = append(errs, fmt.Errorf("MICROSHOP_SAGA_MODE %q: want orchestration, choreography or parallel", c.SagaMode))
+	}
+	if c.RegistryTTL < time.Second {
+		errs = append(errs, errors.New("MICROSHOP_REGISTRY_TTL: at least 1s"))
+	}
+	if c.TokenTTL < time.Minute {
+		errs = append(errs, errors.New("MICROSHOP_TOKEN_TTL: at least 1m"))
+	}
+	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT %q: want json or text", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// DBURL returns the database URL of a service: its own setting, or the SQLite
+// file <DataDir>/<service>.db.
+func (c Config) DBURL(service string) string {
+	if u := c.Services[service].DBURL; u != "" {
+		return u
+	}
+	return "sqlite://" + filepath.Join(c.DataDir, service+".db")
+}
+
+// Attrs describes the configuration for a start-up log line, secrets masked
+// and database passwords redacted.
+func (c Config) Attrs() []slog.Attr {
+	attrs := []slog.Attr{
+		slog.String("addr", c.Addr),
+		slog.String("registry_url", c.RegistryURL),
+		slog.String("data_dir", c.DataDir),
+		slog.String("admin_email", c.AdminEmail),
+		slog.Any("admin_password", c.AdminPassword),
+		slog.String("saga_mode", c.SagaMode),
+	}
+	for _, name := range BusinessServices {
+		attrs = append(attrs, slog.String(name+"_db", redactURL(c.DBURL(name))))
+	}
+	return attrs
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
+func duration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if n, nerr := strconv.Atoi(s); nerr == nil {
+			return time.Duration(n) * time.Second, nil
+		}
+		return 0, fmt.Errorf("%q is not a duration like 30s or 5m", s)
+	}
+	return d, nil
+}
+
+func field(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// parseDotenv reads KEY=VALUE lines, skipping blanks and # comments and
+// removing matching quotes around a value.
+func parseDotenv(r io.Reader) (map[string]string, error) {
+	out := map[string]string{}
+	if r == nil {
+		return out, nil
+	}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		key, value, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(key) == "" {
+			return nil, fmt.Errorf("line %d: want KEY=VALUE", n)
+		}
+		value = strings.TrimSpace(value)
+		if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
+			value = value[1 : len(value)-1]
+		}
+		out[strings.TrimSpace(key)] = value
+	}
+	return out, sc.Err()
+}
+
+// OpenDotenv opens path for Load, or returns nil when there is no such file.
+func OpenDotenv(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return f, err
+}
