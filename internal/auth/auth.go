@@ -43,7 +43,9 @@ type Principal struct {
 func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
 
 // CanAccess reports whether the principal may act on a resource owned by ownerID.
-func (p Principal) CanAccess(ownerID string) bool { return p.IsAdmin() || (p.Subject != "" && p.Subject == ownerID) }
+func (p Principal) CanAccess(ownerID string) bool {
+	return p.IsAdmin() || (p.Subject != "" && p.Subject == ownerID)
+}
 
 type claims struct {
 	jwt.RegisteredClaims

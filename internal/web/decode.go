@@ -40,9 +40,9 @@ func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
 
 func decodeError(err error) error {
 	var (
-		syntax    *json.SyntaxError
-		typeErr   *json.UnmarshalTypeError
-		tooLarge  *http.MaxBytesError
+		syntax   *json.SyntaxError
+		typeErr  *json.UnmarshalTypeError
+		tooLarge *http.MaxBytesError
 	)
 	switch {
 	case errors.As(err, &tooLarge):
