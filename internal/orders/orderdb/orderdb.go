@@ -1,0 +1,282 @@
+// Package orderdb stores the orders service's orders, saga state,
+// idempotency keys and settings in its own SQL database.
+package orderdb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/orders"
+	"github.com/microshop/microshop/internal/sqldb"
+)
+
+// Migrations holds the schema, one folder per SQL dialect.
+//
+//go:embed migrations
+var Migrations embed.FS
+
+// Store is an orders.Store on SQL.
+type Store struct{ db *sqldb.DB }
+
+var _ orders.Store = (*Store)(nil)
+
+// New returns a store over db, whose migrations must have been applied.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
+
+const orderColumns = `id, user_id, status, items, total_cents, currency, saga, cancel_reason, address, created_at, updated_at`
+
+// Create implements orders.Store.
+func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, replay *orders.Replay) error {
+	items, err := json.Marshal(o.Items)
+	if err != nil {
+		return fmt.Errorf("encoding items: %w", err)
+	}
+	addr, err := json.Marshal(o.Address)
+	if err != nil {
+		return fmt.Errorf("encoding address: %w", err)
+	}
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if replay != nil {
+			_, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (user_id, key, fingerprint, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+				replay.UserID, replay.Key, replay.Fingerprint, replay.OrderID, stamp(o.CreatedAt))
+			if sqldb.IsUniqueViolation(err) {
+				return fail.New(fail.Conflict, "idempotency key already used")
+			}
+			if err != nil {
+				return fmt.Errorf("storing idempotency key: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.ID, o.UserID, o.Status, items, o.TotalCents, o.Currency, o.Saga, o.CancelReason, addr, stamp(o.CreatedAt), stamp(o.UpdatedAt)); err != nil {
+			return fmt.Errorf("inserting order: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sagas (order_id, step, next_at, card) VALUES (?, ?, ?, ?)`,
+			sg.OrderID, sg.Step, sg.NextAt.UnixMilli(), sg.Card); err != nil {
+			return fmt.Errorf("inserting saga: %w", err)
+		}
+		return nil
+	})
+}
+
+// Order implements orders.Store.
+func (s *Store) Order(ctx context.Context, id string) (orders.Order, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ?`, id)
+	if err != nil {
+		return orders.Order{}, fmt.Errorf("reading order: %w", err)
+	}
+	list, err := scanOrders(rows)
+	if err != nil {
+		return orders.Order{}, err
+	}
+	if len(list) == 0 {
+		return orders.Order{}, fail.New(fail.NotFound, "order not found")
+	}
+	return list[0], nil
+}
+
+// Replay implements orders.Store.
+func (s *Store) Replay(ctx context.Context, userID, key string) (orders.Replay, error) {
+	r := orders.Replay{UserID: userID, Key: key}
+	err := s.db.QueryRowContext(ctx, `SELECT fingerprint, order_id FROM idempotency_keys WHERE user_id = ? AND key = ?`, userID, key).
+		Scan(&r.Fingerprint, &r.OrderID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return orders.Replay{}, fail.New(fail.NotFound, "no such idempotency key")
+	}
+	if err != nil {
+		return orders.Replay{}, fmt.Errorf("reading idempotency key: %w", err)
+	}
+	return r, nil
+}
+
+// ListByUser implements orders.Store: newest first, ids being time-ordered.
+func (s *Store) ListByUser(ctx context.Context, userID, after string, limit int) (orders.Page, error) {
+	q := `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ?`
+	args := []any{userID}
+	if after != "" {
+		q += ` AND id < ?`
+		args = append(args, after)
+	}
+	return s.page(ctx, q+` ORDER BY id DESC LIMIT ?`, append(args, limit+1), limit)
+}
+
+// ListAll implements orders.Store: oldest first.
+func (s *Store) ListAll(ctx context.Context, after string, limit int) (orders.Page, error) {
+	return s.page(ctx, `SELECT `+orderColumns+` FROM orders WHERE id > ? ORDER BY id LIMIT ?`, []any{after, limit + 1}, limit)
+}
+
+func (s *Store) page(ctx context.Context, q string, args []any, limit int) (orders.Page, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return orders.Page{}, fmt.Errorf("listing orders: %w", err)
+	}
+	list, err := scanOrders(rows)
+	if err != nil {
+		return orders.Page{}, err
+	}
+	var p orders.Page
+	if len(list) > limit {
+		list = list[:limit]
+		p.Next = list[limit-1].ID
+	}
+	p.Orders = list
+	return p, nil
+}
+
+func scanOrders(rows *sql.Rows) ([]orders.Order, error) {
+	defer rows.Close()
+	var out []orders.Order
+	for rows.Next() {
+		var (
+			o                    orders.Order
+			items, addr          []byte
+			created, updated, st string
+		)
+		if err := rows.Scan(&o.ID, &o.UserID, &st, &items, &o.TotalCents, &o.Currency, &o.Saga, &o.CancelReason, &addr, &created, &updated); err != nil {
+			return nil, fmt.Errorf("reading order: %w", err)
+		}
+		o.Status = orders.Status(st)
+		if err := json.Unmarshal(items, &o.Items); err != nil {
+			return nil, fmt.Errorf("decoding items of order %s: %w", o.ID, err)
+		}
+		if err := json.Unmarshal(addr, &o.Address); err != nil {
+			return nil, fmt.Errorf("decoding address of order %s: %w", o.ID, err)
+		}
+		o.CreatedAt, _ = time.Parse(time.RFC3339Nano, created)
+		o.UpdatedAt, _ = time.Parse(time.RFC3339Nano, updated)
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing orders: %w", err)
+	}
+	return out, nil
+}
+
+// Settings implements orders.Store.
+func (s *Store) Settings(ctx context.Context) (orders.Settings, bool, error) {
+	var st orders.Settings
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = 'saga_mode'`).Scan(&st.SagaMode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return orders.Settings{}, false, nil
+	}
+	if err != nil {
+		return orders.Settings{}, false, fmt.Errorf("reading settings: %w", err)
+	}
+	return st, true, nil
+}
+
+// SaveSettings implements orders.Store.
+func (s *Store) SaveSettings(ctx context.Context, st orders.Settings) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES ('saga_mode', ?)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, st.SagaMode)
+	if err != nil {
+		return fmt.Errorf("saving settings: %w", err)
+	}
+	return nil
+}
+
+// ClaimSagas implements orders.SagaStore.
+func (s *Store) ClaimSagas(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]orders.Saga, error) {
+	var out []orders.Saga
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT order_id, step, compensating, reason, attempts, next_at, card FROM sagas
+			WHERE done = 0 AND next_at <= ? AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?`,
+			now.UnixMilli(), now.UnixMilli(), limit)
+		if err != nil {
+			return fmt.Errorf("finding due sagas: %w", err)
+		}
+		for rows.Next() {
+			var (
+				sg     orders.Saga
+				step   string
+				nextAt int64
+			)
+			if err := rows.Scan(&sg.OrderID, &step, &sg.Compensating, &sg.Reason, &sg.Attempts, &nextAt, &sg.Card); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading saga: %w", err)
+			}
+			sg.Step = orders.Step(step)
+			sg.NextAt = time.UnixMilli(nextAt)
+			out = append(out, sg)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("finding due sagas: %w", err)
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		ids := make([]any, 0, len(out)+2)
+		ids = append(ids, owner, now.Add(lease).UnixMilli())
+		for _, sg := range out {
+			ids = append(ids, sg.OrderID)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE sagas SET lease_owner = ?, lease_until = ? WHERE order_id IN (?`+strings.Repeat(", ?", len(out)-1)+`)`, ids...)
+		if err != nil {
+			return fmt.Errorf("leasing sagas: %w", err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Advance implements orders.SagaStore.
+func (s *Store) Advance(ctx context.Context, owner string, t orders.Transition, rec orders.StepRecord) error {
+	sg := t.Saga
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE sagas SET step = ?, compensating = ?, reason = ?, attempts = ?, next_at = ?, card = ?,
+			lease_owner = '', lease_until = 0, done = ? WHERE order_id = ? AND lease_owner = ?`,
+			sg.Step, sg.Compensating, sg.Reason, sg.Attempts, sg.NextAt.UnixMilli(), sg.Card, t.Final != "", sg.OrderID, owner)
+		if err != nil {
+			return fmt.Errorf("storing saga: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fail.New(fail.Conflict, "saga %s is leased by another runner", sg.OrderID)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO saga_steps (order_id, step, result, detail, at) VALUES (?, ?, ?, ?, ?)`,
+			rec.OrderID, rec.Step, rec.Result, rec.Detail, stamp(rec.At)); err != nil {
+			return fmt.Errorf("recording saga step: %w", err)
+		}
+		if t.Final == "" {
+			return nil
+		}
+		reason := ""
+		if t.Final == orders.Cancelled {
+			reason = sg.Reason
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, cancel_reason = ?, updated_at = ? WHERE id = ?`,
+			t.Final, reason, stamp(rec.At), sg.OrderID); err != nil {
+			return fmt.Errorf("ending order: %w", err)
+		}
+		return nil
+	})
+}
+
+// History implements orders.SagaStore.
+func (s *Store) History(ctx context.Context, orderID string) ([]orders.StepRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT step, result, detail, at FROM saga_steps WHERE order_id = ? ORDER BY seq`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("reading saga history: %w", err)
+	}
+	defer rows.Close()
+	var out []orders.StepRecord
+	for rows.Next() {
+		r := orders.StepRecord{OrderID: orderID}
+		var step, at string
+		if err := rows.Scan(&step, &r.Result, &r.Detail, &at); err != nil {
+			return nil, fmt.Errorf("reading saga history: %w", err)
+		}
+		r.Step = orders.Step(step)
+		r.At, _ = time.Parse(time.RFC3339Nano, at)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -1,0 +1,34 @@
+// Package orderhttp is the orders service's HTTP API.
+package orderhttp
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+
+	"github.com/microshop/microshop/internal/orders"
+)
+
+// OpenAPI is the service's published contract.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Routes maps the orders service's whole HTTP surface.
+func Routes(svc *orders.Service, history func(ctx context.Context, orderID string) ([]orders.StepRecord, error)) *http.ServeMux {
+	h := &handlers{svc: svc, history: history}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/orders", h.place)
+	mux.HandleFunc("GET /api/v1/orders", h.listMine)
+	mux.HandleFunc("GET /api/v1/orders/{id}", h.get)
+	mux.HandleFunc("GET /api/v1/orders/{id}/saga", h.saga)
+	mux.HandleFunc("GET /api/v1/users/{id}/orders", h.listUser)
+	mux.HandleFunc("GET /api/v1/admin/orders", h.listAll)
+	mux.HandleFunc("GET /api/v1/admin/settings", h.settings)
+	mux.HandleFunc("PUT /api/v1/admin/settings", h.updateSettings)
+	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(OpenAPI)
+	})
+	return mux
+}

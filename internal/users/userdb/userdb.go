@@ -1,0 +1,68 @@
+// Package userdb stores the users service's accounts in its own SQL database.
+package userdb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/users"
+)
+
+// Migrations holds the schema, one folder per SQL dialect.
+//
+//go:embed migrations
+var Migrations embed.FS
+
+// Store is a users.Store on SQL.
+type Store struct{ db *sqldb.DB }
+
+var _ users.Store = (*Store)(nil)
+
+// New returns a store over db, whose migrations must have been applied.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
+
+// Create implements users.Store.
+func (s *Store) Create(ctx context.Context, u users.User) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Email, u.Name, u.Role, u.PasswordHash, u.CreatedAt.Format(time.RFC3339Nano))
+	if err != nil {
+		if sqldb.IsUniqueViolation(err) {
+			return fail.New(fail.Conflict, "email is already registered")
+		}
+		return fmt.Errorf("inserting user: %w", err)
+	}
+	return nil
+}
+
+// ByEmail implements users.Store.
+func (s *Store) ByEmail(ctx context.Context, email string) (users.User, error) {
+	return s.one(ctx, `SELECT id, email, name, role, password_hash, created_at FROM users WHERE email = ?`, email)
+}
+
+// ByID implements users.Store.
+func (s *Store) ByID(ctx context.Context, id string) (users.User, error) {
+	return s.one(ctx, `SELECT id, email, name, role, password_hash, created_at FROM users WHERE id = ?`, id)
+}
+
+func (s *Store) one(ctx context.Context, query string, arg any) (users.User, error) {
+	var (
+		u       users.User
+		created string
+	)
+	err := s.db.QueryRowContext(ctx, query, arg).Scan(&u.ID, &u.Email, &u.Name, &u.Role, &u.PasswordHash, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return users.User{}, fail.New(fail.NotFound, "user not found")
+	}
+	if err != nil {
+		return users.User{}, fmt.Errorf("reading user: %w", err)
+	}
+	u.CreatedAt, _ = time.Parse(time.RFC3339Nano, created)
+	return u, nil
+}

@@ -1,0 +1,158 @@
+package userhttp
+
+import (
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/users"
+	"github.com/microshop/microshop/internal/web"
+)
+
+type handlers struct {
+	svc  *users.Service
+	jwks func() auth.JWKS
+}
+
+// userV1 is the v1 view of a user: no email.
+type userV1 struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// userV2 adds the email.
+type userV2 struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+// Vendor media types for Accept-header versioning.
+const (
+	mediaV1 = "application/vnd.microshop.users.v1+json"
+	mediaV2 = "application/vnd.microshop.users.v2+json"
+)
+
+func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Email    string `json:"email"`
+		Name     string `json:"name"`
+		Password string `json:"password"`
+	}
+	if err := web.Decode(w, r, &in); err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	u, err := h.svc.Register(r.Context(), in.Email, in.Name, in.Password)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/users/"+u.ID)
+	web.JSON(w, http.StatusCreated, userV1{ID: u.ID, Name: u.Name})
+}
+
+func (h *handlers) login(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if err := web.Decode(w, r, &in); err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	tok, err := h.svc.Login(r.Context(), in.Email, in.Password)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.JSON(w, http.StatusOK, map[string]any{
+		"access_token": tok.AccessToken,
+		"token_type":   "Bearer",
+		"expires_in":   int(tok.ExpiresIn.Seconds()),
+	})
+}
+
+func (h *handlers) me(w http.ResponseWriter, r *http.Request) {
+	p, err := auth.User(r.Context())
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	u, err := h.svc.Get(r.Context(), p.Subject)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.JSON(w, http.StatusOK, userV1{ID: u.ID, Name: u.Name})
+}
+
+// owned loads the user in the path if the caller is that user or an admin.
+// Authorization comes before the lookup, so a stranger cannot tell which ids exist.
+func (h *handlers) owned(r *http.Request) (users.User, error) {
+	p, err := auth.User(r.Context())
+	if err != nil {
+		return users.User{}, err
+	}
+	id := r.PathValue("id")
+	if !p.CanAccess(id) {
+		return users.User{}, fail.New(fail.Forbidden, "not your account")
+	}
+	return h.svc.Get(r.Context(), id)
+}
+
+func (h *handlers) getV1(w http.ResponseWriter, r *http.Request) {
+	u, err := h.owned(r)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.JSON(w, http.StatusOK, userV1{ID: u.ID, Name: u.Name})
+}
+
+func (h *handlers) getV2(w http.ResponseWriter, r *http.Request) {
+	u, err := h.owned(r)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.JSON(w, http.StatusOK, userV2{ID: u.ID, Name: u.Name, Email: u.Email})
+}
+
+// getNegotiated picks the version from the Accept header: the v2 vendor type
+// gets v2, anything else v1.
+func (h *handlers) getNegotiated(w http.ResponseWriter, r *http.Request) {
+	u, err := h.owned(r)
+	w.Header().Add("Vary", "Accept")
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	if acceptsV2(r.Header.Get("Accept")) {
+		w.Header().Set("Content-Type", mediaV2)
+		w.WriteHeader(http.StatusOK)
+		_ = json.NewEncoder(w).Encode(userV2{ID: u.ID, Name: u.Name, Email: u.Email})
+		return
+	}
+	w.Header().Set("Content-Type", mediaV1)
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(userV1{ID: u.ID, Name: u.Name})
+}
+
+func acceptsV2(accept string) bool {
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err == nil && mt == mediaV2 {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *handlers) keys(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	web.JSON(w, http.StatusOK, h.jwks())
+}
