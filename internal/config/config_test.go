@@ -1,0 +1,78 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.SagaMode != SagaOrchestration || c.RegistryTTL != 6*time.Second {
+		t.Errorf("defaults = %+v", c)
+	}
+	if got := c.DBURL("orders"); got != "sqlite://data/orders.db" {
+		t.Errorf("DBURL(orders) = %q", got)
+	}
+	if c.RegistryURL != "http://127.0.0.1:8090" {
+		t.Errorf("RegistryURL = %q", c.RegistryURL)
+	}
+}
+
+func TestEnvironmentBeatsDotenv(t *testing.T) {
+	dotenv := strings.NewReader("# comment\nMICROSHOP_ADDR=127.0.0.1:9000\nexport MICROSHOP_DATA_DIR=\"/tmp/shop\"\nMICROSHOP_ORDERS_DB_URL='sqlite:///x/o.db'\n")
+	c, err := Load(env(map[string]string{"MICROSHOP_ADDR": "127.0.0.1:7000"}), dotenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:7000" {
+		t.Errorf("Addr = %q, want the environment's", c.Addr)
+	}
+	if c.DataDir != "/tmp/shop" || c.DBURL("orders") != "sqlite:///x/o.db" {
+		t.Errorf("DataDir = %q, orders DB = %q, want the .env values", c.DataDir, c.DBURL("orders"))
+	}
+}
+
+func TestInvalidValuesAreAllReported(t *testing.T) {
+	_, err := Load(env(map[string]string{
+		"MICROSHOP_ADDR":           "nonsense",
+		"MICROSHOP_SAGA_MODE":      "improv",
+		"MICROSHOP_ADMIN_PASSWORD": "short",
+		"MICROSHOP_TOKEN_TTL":      "forever",
+		"LOG_LEVEL":                "loud",
+	}), nil)
+	if err == nil {
+		t.Fatal("Load accepted invalid values")
+	}
+	for _, want := range []string{"gateway", "MICROSHOP_SAGA_MODE", "MICROSHOP_ADMIN_PASSWORD", "MICROSHOP_TOKEN_TTL", "LOG_LEVEL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	c, err := Load(env(map[string]string{"MICROSHOP_ADMIN_PASSWORD": "canary-secret-123"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range c.Attrs() {
+		if strings.Contains(a.Value.String(), "canary-secret-123") {
+			t.Errorf("attribute %s shows the secret", a.Key)
+		}
+	}
+	if c.AdminPassword.Reveal() != "canary-secret-123" {
+		t.Error("Reveal lost the value")
+	}
+}
+
+func TestMalformedDotenv(t *testing.T) {
+	if _, err := Load(env(nil), strings.NewReader("JUSTAKEY\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("err = %v, want it to name line 1", err)
+	}
+}
