@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/auth"
-	"github.com/microshop/microshop/internal/registry"
+	"github.com/microshop/microshop/internal/discovery"
 	"github.com/microshop/microshop/internal/web"
 )
 
@@ -32,7 +32,7 @@ type Service struct {
 	Verifier *auth.Verifier // nil: tokens are not checked here
 	Workers  []Worker
 
-	Registry    *registry.Client // nil: the instance is not announced
+	Registry    *discovery.Client // nil: the instance is not announced
 	RegistryTTL time.Duration
 	// OnListen, when set, learns the bound address before the service is
 	// announced.
@@ -82,7 +82,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	regCtx, stopReg := context.WithCancel(context.Background())
 	if s.Registry != nil {
-		inst := registry.Instance{ID: s.Name + "-" + addr, Service: s.Name, Address: addr}
+		inst := discovery.Instance{ID: s.Name + "-" + addr, Service: s.Name, Address: addr}
 		wg.Go(func() { s.Registry.Keep(regCtx, inst, s.RegistryTTL, s.Health.Ready, s.Log) })
 	}
 

@@ -1,50 +1,49 @@
 // Package registry is microshop's service registry: instances announce
 // themselves with a time to live and renew it by heartbeat; an instance that
-// stops renewing drops out. Clients resolve a service name to the address of
-// a healthy instance, balancing round-robin.
+// stops renewing drops out. Its clients use package discovery.
 package registry
 
 import (
 	"cmp"
 	"context"
+	"github.com/microshop/microshop/internal/discovery"
 	"slices"
 	"sync"
 	"time"
 )
 
-// Instance is one running copy of a service.
-type Instance struct {
-	ID      string    `json:"id"`
-	Service string    `json:"service"`
-	Address string    `json:"address"`
-	Healthy bool      `json:"healthy"`
-	Expires time.Time `json:"-"`
-}
+// Instance and Service are the wire types of the registry's API.
+type (
+	Instance = discovery.Instance
+	Service  = discovery.Service
+)
 
-// Service groups the live instances of one service.
-type Service struct {
-	Name      string     `json:"name"`
-	Instances []Instance `json:"instances"`
+// heartbeatRequest is the body services send to announce themselves.
+type heartbeatRequest = discovery.Heartbeat
+
+// entry is an instance and when it expires.
+type entry struct {
+	Instance
+	expires time.Time
 }
 
 // Registry holds the instances that have heartbeated within their TTL.
 type Registry struct {
 	mu        sync.Mutex
-	instances map[string]Instance
+	instances map[string]entry
 	now       func() time.Time
 }
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{instances: map[string]Instance{}, now: time.Now}
+	return &Registry{instances: map[string]entry{}, now: time.Now}
 }
 
 // Heartbeat registers inst or renews it, for ttl from now.
 func (r *Registry) Heartbeat(inst Instance, ttl time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	inst.Expires = r.now().Add(ttl)
-	r.instances[inst.ID] = inst
+	r.instances[inst.ID] = entry{Instance: inst, expires: r.now().Add(ttl)}
 }
 
 // Deregister removes an instance at once, as a clean stop does.
@@ -60,9 +59,9 @@ func (r *Registry) Services() []Service {
 	defer r.mu.Unlock()
 	now := r.now()
 	byName := map[string][]Instance{}
-	for _, inst := range r.instances {
-		if inst.Expires.After(now) {
-			byName[inst.Service] = append(byName[inst.Service], inst)
+	for _, e := range r.instances {
+		if e.expires.After(now) {
+			byName[e.Service] = append(byName[e.Service], e.Instance)
 		}
 	}
 	out := make([]Service, 0, len(byName))
@@ -95,8 +94,8 @@ func (r *Registry) Sweep(ctx context.Context, every time.Duration) {
 		case <-t.C:
 			r.mu.Lock()
 			now := r.now()
-			for id, inst := range r.instances {
-				if !inst.Expires.After(now) {
+			for id, e := range r.instances {
+				if !e.expires.After(now) {
 					delete(r.instances, id)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/discovery"
 	"github.com/microshop/microshop/internal/fail"
 )
 
@@ -35,7 +36,7 @@ func TestClientRegistersResolvesAndBalances(t *testing.T) {
 	reg := New()
 	srv := httptest.NewServer(Routes(reg, func(*http.Request) error { return nil }))
 	defer srv.Close()
-	c := NewClient(srv.URL, 0)
+	c := discovery.NewClient(srv.URL, 0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
@@ -76,7 +77,7 @@ func TestUnhealthyInstancesAreNotResolved(t *testing.T) {
 	srv := httptest.NewServer(Routes(reg, func(*http.Request) error { return nil }))
 	defer srv.Close()
 	reg.Heartbeat(Instance{ID: "x", Service: "users", Address: "127.0.0.1:9", Healthy: false}, time.Minute)
-	c := NewClient(srv.URL, 0)
+	c := discovery.NewClient(srv.URL, 0)
 	if _, err := c.Resolve(context.Background(), "users"); !fail.Is(err, fail.Unavailable) {
 		t.Errorf("Resolve = %v, want unavailable while the only instance is unhealthy", err)
 	}

@@ -1,4 +1,9 @@
-package registry
+// Package discovery is the client side of the service registry: it keeps an
+// instance announced with heartbeats and resolves a service name to the
+// address of a healthy instance, taking turns among them. The registry
+// service itself lives in package registry; this package is the wire
+// protocol both sides speak.
+package discovery
 
 import (
 	"bytes"
@@ -72,7 +77,22 @@ func (c *Client) Keep(ctx context.Context, inst Instance, ttl time.Duration, hea
 	}
 }
 
-type heartbeatRequest struct {
+// Instance is one running copy of a service.
+type Instance struct {
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	Address string `json:"address"`
+	Healthy bool   `json:"healthy"`
+}
+
+// Service groups the live instances of one service.
+type Service struct {
+	Name      string     `json:"name"`
+	Instances []Instance `json:"instances"`
+}
+
+// Heartbeat is the body of PUT /v1/instances/{id}: announce or renew.
+type Heartbeat struct {
 	Service    string `json:"service"`
 	Address    string `json:"address"`
 	Healthy    bool   `json:"healthy"`
@@ -80,7 +100,7 @@ type heartbeatRequest struct {
 }
 
 func (c *Client) heartbeat(ctx context.Context, inst Instance, ttl time.Duration) error {
-	body, _ := json.Marshal(heartbeatRequest{Service: inst.Service, Address: inst.Address, Healthy: inst.Healthy, TTLSeconds: int(ttl / time.Second)})
+	body, _ := json.Marshal(Heartbeat{Service: inst.Service, Address: inst.Address, Healthy: inst.Healthy, TTLSeconds: int(ttl / time.Second)})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/instances/"+url.PathEscape(inst.ID), bytes.NewReader(body))
 	if err != nil {
 		return err

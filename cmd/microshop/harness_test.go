@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the microshop program under test, built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "microshop-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "microshop")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building microshop:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const adminEmail, adminPassword = "admin@example.com", "admin-password-e2e"
+
+// proc is a running microshop process.
+type proc struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	addrs map[string]string // service -> http://host:port, from the banner
+	logs  *syncBuffer
+	done  chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs microshop with args and env on free ports, and waits until it
+// prints that it is up (or, for serve, until waitFor answers /ready).
+func start(t *testing.T, dataDir string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(),
+		"MICROSHOP_ADDR=127.0.0.1:0",
+		"MICROSHOP_REGISTRY_ADDR=127.0.0.1:0",
+		"MICROSHOP_DATA_DIR="+dataDir,
+		"MICROSHOP_ADMIN_EMAIL="+adminEmail,
+		"MICROSHOP_ADMIN_PASSWORD="+adminPassword,
+		"MICROSHOP_REGISTRY_TTL=3s",
+		"LOG_FORMAT=json",
+		"LOG_LEVEL=info",
+	)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Dir = dataDir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, cmd: cmd, addrs: map[string]string{}, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	up := make(chan struct{})
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stdout)
+		banner := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.logs.Write([]byte("stdout: " + line + "\n"))
+			if line == "microshop is up" {
+				banner = true
+				continue
+			}
+			if f := strings.Fields(line); banner && len(f) == 2 && strings.HasPrefix(f[1], "http://") {
+				p.addrs[f[0]] = f[1]
+				if f[0] == "gateway" || (args[0] == "serve" && len(p.addrs) == strings.Count(args[1], ",")+1) {
+					close(up)
+					banner = false
+				}
+			}
+		}
+		_ = cmd.Wait()
+	}()
+	select {
+	case <-up:
+	case <-p.done:
+		t.Fatalf("microshop %v exited before it was up:\n%s", args, p.logs)
+	case <-time.After(30 * time.Second):
+		p.kill()
+		t.Fatalf("microshop %v not up after 30s:\n%s", args, p.logs)
+	}
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("logs of microshop %v:\n%s", args, tail(p.logs.String(), 80))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// stop asks the process to stop gracefully and waits for it.
+func (p *proc) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.t.Errorf("microshop did not stop within 20s of SIGTERM")
+		p.kill()
+	}
+}
+
+// kill ends the process at once, as a crash would.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// client talks to the shop through its gateway.
+type client struct {
+	t    *testing.T
+	base string
+	hc   *http.Client
+}
+
+func newClient(t *testing.T, base string) *client {
+	return &client{t: t, base: base, hc: &http.Client{Timeout: 15 * time.Second}}
+}
+
+// response is an answer with its decoded JSON body.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decoding %s: %v", r.Body, err)
+	}
+}
+
+func (r response) obj(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	r.json(t, &m)
+	return m
+}
+
+// call sends a request; body, when not nil, goes as JSON.
+func (c *client) call(method, path, token string, body any, headers ...string) response {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		if s, ok := body.(string); ok {
+			rd = strings.NewReader(s)
+		} else {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, c.base+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// must sends a request and fails the test unless the status is want.
+func (c *client) must(want int, method, path, token string, body any, headers ...string) response {
+	c.t.Helper()
+	r := c.call(method, path, token, body, headers...)
+	if r.Status != want {
+		c.t.Fatalf("%s %s = %d %s, want %d", method, path, r.Status, r.Body, want)
+	}
+	return r
+}
+
+// signup creates a customer and returns their id and token.
+func (c *client) signup(email string) (id, token string) {
+	c.t.Helper()
+	r := c.must(201, "POST", "/api/v1/users", "", map[string]string{"email": email, "name": "Test " + email, "password": "password-" + email})
+	id = r.obj(c.t)["id"].(string)
+	return id, c.login(email, "password-"+email)
+}
+
+func (c *client) login(email, password string) string {
+	c.t.Helper()
+	r := c.must(200, "POST", "/api/v1/auth/login", "", map[string]string{"email": email, "password": password})
+	return r.obj(c.t)["access_token"].(string)
+}
+
+// waitFor polls cond every 20 ms until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,76 @@
+package gateway
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"slices"
+
+	"github.com/microshop/microshop/internal/audit"
+	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/web"
+)
+
+// OpenAPI is the gateway's own contract: the audit and the documents index.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Documented lists the services whose OpenAPI documents the gateway serves.
+var Documented = []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "registry", "gateway"}
+
+// Auditor checks the shop's invariants on behalf of an admin's token.
+type Auditor func(ctx context.Context, token string) (audit.Report, error)
+
+// Routes maps the gateway's whole surface: the route table, the audit, the
+// API documents and the landing page.
+func Routes(p *Proxy, auditor Auditor) *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, rt := range Table {
+		mux.Handle(rt.Pattern, p.Handler(rt.Service))
+	}
+	mux.HandleFunc("GET /api/v1/admin/audit", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := auth.Admin(r.Context()); err != nil {
+			web.Error(w, r, err)
+			return
+		}
+		token, _, _ := auth.BearerToken(r)
+		rep, err := auditor(r.Context(), token)
+		if err != nil {
+			web.Error(w, r, err)
+			return
+		}
+		web.JSON(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("GET /api/docs", func(w http.ResponseWriter, r *http.Request) {
+		type doc struct {
+			Service string `json:"service"`
+			URL     string `json:"url"`
+		}
+		out := make([]doc, 0, len(Documented))
+		for _, s := range Documented {
+			out = append(out, doc{Service: s, URL: "/api/docs/" + s})
+		}
+		web.JSON(w, http.StatusOK, map[string]any{"documents": out})
+	})
+	mux.HandleFunc("GET /api/docs/{service}", func(w http.ResponseWriter, r *http.Request) {
+		service := r.PathValue("service")
+		switch {
+		case service == "gateway":
+			w.Header().Set("Content-Type", "application/yaml")
+			_, _ = w.Write(OpenAPI)
+		case slices.Contains(Documented, service):
+			r.URL.Path = "/openapi.yaml"
+			r.URL.RawPath = ""
+			p.Handler(service).ServeHTTP(w, r)
+		default:
+			web.Error(w, r, fail.New(fail.NotFound, "no API document for %q", service))
+		}
+	})
+	mux.HandleFunc("GET /{$}", serveHome)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		web.Error(w, r, fail.New(fail.NotFound, "no route for %s", r.URL.Path))
+	})
+	return mux
+}

@@ -1,0 +1,388 @@
+// Package shop is microshop's composition root: it builds each service from
+// configuration, by hand, and runs the chosen ones in this process. It is the
+// only package that knows every service; the services know none of each other.
+package shop
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/microshop/microshop/internal/audit"
+	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/catalog"
+	"github.com/microshop/microshop/internal/catalog/catalogdb"
+	"github.com/microshop/microshop/internal/catalog/cataloghttp"
+	"github.com/microshop/microshop/internal/config"
+	"github.com/microshop/microshop/internal/discovery"
+	"github.com/microshop/microshop/internal/gateway"
+	"github.com/microshop/microshop/internal/host"
+	"github.com/microshop/microshop/internal/inventory"
+	"github.com/microshop/microshop/internal/inventory/inventorydb"
+	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
+	"github.com/microshop/microshop/internal/orders"
+	"github.com/microshop/microshop/internal/orders/orderclient"
+	"github.com/microshop/microshop/internal/orders/orderdb"
+	"github.com/microshop/microshop/internal/orders/orderhttp"
+	"github.com/microshop/microshop/internal/payments"
+	"github.com/microshop/microshop/internal/payments/paymentdb"
+	"github.com/microshop/microshop/internal/payments/paymenthttp"
+	"github.com/microshop/microshop/internal/payments/simprovider"
+	"github.com/microshop/microshop/internal/registry"
+	"github.com/microshop/microshop/internal/shipping"
+	"github.com/microshop/microshop/internal/shipping/shipmentdb"
+	"github.com/microshop/microshop/internal/shipping/shippinghttp"
+	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/upstream"
+	"github.com/microshop/microshop/internal/users"
+	"github.com/microshop/microshop/internal/users/userdb"
+	"github.com/microshop/microshop/internal/users/userhttp"
+	"github.com/microshop/microshop/internal/web"
+)
+
+// Options say what to run.
+type Options struct {
+	Config   config.Config
+	Services []string  // which services run in this process
+	Seed     bool      // seed the catalog and stock of a new shop once up
+	Stdout   io.Writer // where the banner and a generated admin password go
+	Log      *slog.Logger
+}
+
+// Run starts the chosen services, prints where the shop can be reached once
+// every one is ready, and runs until ctx ends; then it stops them all and
+// returns. If any service fails, the others are stopped too.
+func Run(ctx context.Context, opt Options) error {
+	for _, s := range opt.Services {
+		if !slices.Contains(config.Services, s) {
+			return fmt.Errorf("unknown service %q (services are %v)", s, config.Services)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b := &builder{cfg: opt.Config, log: opt.Log, stdout: opt.Stdout, ctx: ctx}
+	defer b.closeAll()
+
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	start := func(s *host.Service) {
+		wg.Go(func() {
+			if err := s.Run(ctx); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+				cancel()
+			}
+		})
+	}
+
+	// The registry starts first, because everyone else announces itself
+	// there and its address may only be known once it listens.
+	if slices.Contains(opt.Services, "registry") {
+		listening := make(chan string, 1)
+		reg := b.registry(func(addr string) { listening <- addr })
+		start(reg)
+		select {
+		case addr := <-listening:
+			b.cfg.RegistryURL = "http://" + addr
+		case <-ctx.Done():
+			wg.Wait()
+			return errors.Join(firstErr, ctx.Err())
+		}
+	}
+	b.regClient = discovery.NewClient(b.cfg.RegistryURL, time.Second)
+
+	var services []*host.Service
+	for _, name := range config.Services {
+		if name == "registry" || !slices.Contains(opt.Services, name) {
+			continue
+		}
+		s, err := b.build(name)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("building %s: %w", name, err)
+		}
+		services = append(services, s)
+	}
+	for _, s := range services {
+		start(s)
+	}
+
+	if err := waitReady(ctx, append(services, b.registrySvc)); err == nil {
+		b.banner()
+		if opt.Seed {
+			if err := b.seed(ctx); err != nil && ctx.Err() == nil {
+				opt.Log.Warn("seeding the catalog failed", slog.Any("err", err))
+			}
+		}
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// waitReady waits until every service says it is ready.
+func waitReady(ctx context.Context, services []*host.Service) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ready := true
+		for _, s := range services {
+			if s != nil && !s.Health.Ready() {
+				ready = false
+			}
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// builder builds services from configuration and remembers what it opened.
+type builder struct {
+	ctx         context.Context
+	cfg         config.Config
+	log         *slog.Logger
+	stdout      io.Writer
+	regClient   *discovery.Client
+	registrySvc *host.Service
+	closers     []io.Closer
+	addrs       sync.Map // service name -> listen address
+	adminPass   string   // the admin password, when this process knows it
+}
+
+func (b *builder) closeAll() {
+	for _, c := range slices.Backward(b.closers) {
+		_ = c.Close()
+	}
+}
+
+func (b *builder) service(name string, routes *http.ServeMux) *host.Service {
+	return &host.Service{
+		Name:        name,
+		Addr:        b.cfg.Services[name].Addr,
+		Log:         b.log.With(slog.String("service", name)),
+		Routes:      routes,
+		Health:      web.NewHealth(),
+		Metrics:     web.NewMetrics(name),
+		Registry:    b.regClient, // nil for the registry itself
+		RegistryTTL: b.cfg.RegistryTTL,
+		OnListen:    func(addr string) { b.addrs.Store(name, addr) },
+	}
+}
+
+func (b *builder) registry(onListen func(string)) *host.Service {
+	reg := registry.New()
+	verifier := b.remoteVerifier("registry")
+	s := b.service("registry", registry.Routes(reg, func(r *http.Request) error {
+		_, err := auth.Admin(r.Context())
+		return err
+	}))
+	s.Verifier = verifier
+	var self registry.Instance
+	s.OnListen = func(addr string) {
+		b.addrs.Store("registry", addr)
+		self = registry.Instance{ID: "registry-" + addr, Service: "registry", Address: addr, Healthy: true}
+		onListen(addr)
+	}
+	s.Workers = []host.Worker{
+		func(ctx context.Context) { reg.Sweep(ctx, time.Second) },
+		// The registry lists itself, straight in its own table.
+		func(ctx context.Context) {
+			t := time.NewTicker(b.cfg.RegistryTTL / 3)
+			defer t.Stop()
+			for {
+				reg.Heartbeat(self, b.cfg.RegistryTTL)
+				select {
+				case <-ctx.Done():
+					reg.Deregister(self.ID)
+					return
+				case <-t.C:
+				}
+			}
+		},
+	}
+	b.registrySvc = s
+	return s
+}
+
+// remoteVerifier verifies tokens with the keys the users service publishes,
+// fetched through the registry when first needed.
+func (b *builder) remoteVerifier(caller string) *auth.Verifier {
+	return auth.NewVerifier(auth.NewRemoteKeys(func(ctx context.Context) ([]byte, error) {
+		var raw json.RawMessage
+		err := b.caller(caller).Do(ctx, upstream.Call{Service: "users", Method: http.MethodGet, Path: "/.well-known/jwks.json", Out: &raw})
+		return raw, err
+	}))
+}
+
+// caller returns the client a service uses to call others. The registry
+// client is only set once the registry listens, so it is looked up late.
+func (b *builder) caller(name string) *upstream.Client {
+	return upstream.New(name, lateResolver{b})
+}
+
+type lateResolver struct{ b *builder }
+
+func (l lateResolver) Resolve(ctx context.Context, service string) (string, error) {
+	return l.b.regClient.Resolve(ctx, service)
+}
+
+func (l lateResolver) Forget(service string) { l.b.regClient.Forget(service) }
+
+func (b *builder) openDB(name string, migrations fs.FS) (*sqldb.DB, error) {
+	db, err := sqldb.Open(b.ctx, b.cfg.DBURL(name))
+	if err != nil {
+		return nil, err
+	}
+	b.closers = append(b.closers, db)
+	if err := db.Migrate(b.ctx, migrations); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+func (b *builder) build(name string) (*host.Service, error) {
+	switch name {
+	case "users":
+		return b.users()
+	case "catalog":
+		db, err := b.openDB(name, catalogdb.Migrations)
+		if err != nil {
+			return nil, err
+		}
+		return b.withDB(b.service(name, cataloghttp.Routes(catalog.NewService(catalogdb.New(db)))), db), nil
+	case "inventory":
+		db, err := b.openDB(name, inventorydb.Migrations)
+		if err != nil {
+			return nil, err
+		}
+		return b.withDB(b.service(name, inventoryhttp.Routes(inventory.NewService(inventorydb.New(db)))), db), nil
+	case "payments":
+		db, err := b.openDB(name, paymentdb.Migrations)
+		if err != nil {
+			return nil, err
+		}
+		svc := payments.NewService(paymentdb.New(db), simprovider.New())
+		return b.withDB(b.service(name, paymenthttp.Routes(svc)), db), nil
+	case "shipping":
+		db, err := b.openDB(name, shipmentdb.Migrations)
+		if err != nil {
+			return nil, err
+		}
+		return b.withDB(b.service(name, shippinghttp.Routes(shipping.NewService(shipmentdb.New(db)))), db), nil
+	case "orders":
+		return b.orders()
+	case "gateway":
+		return b.gateway()
+	}
+	return nil, fmt.Errorf("no such service %q", name)
+}
+
+// withDB adds the database health check and the token verifier that every
+// data-owning service other than users has.
+func (b *builder) withDB(s *host.Service, db *sqldb.DB) *host.Service {
+	s.Health.Add("db", db.Ping)
+	if s.Verifier == nil {
+		s.Verifier = b.remoteVerifier(s.Name)
+	}
+	return s
+}
+
+func (b *builder) users() (*host.Service, error) {
+	db, err := b.openDB("users", userdb.Migrations)
+	if err != nil {
+		return nil, err
+	}
+	key, err := auth.LoadOrCreateKey(b.cfg.JWTKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	signer := auth.NewSigner(key, b.cfg.TokenTTL)
+	svc := users.NewService(userdb.New(db), signer)
+	generated, err := svc.EnsureAdmin(b.ctx, b.cfg.AdminEmail, b.cfg.AdminPassword.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("creating the first admin: %w", err)
+	}
+	b.adminPass = b.cfg.AdminPassword.Reveal()
+	if generated != "" {
+		b.adminPass = generated
+		fmt.Fprintf(b.stdout, "Created admin %s with password %s (shown once; set MICROSHOP_ADMIN_PASSWORD to choose it)\n", b.cfg.AdminEmail, generated)
+	}
+	s := b.service("users", userhttp.Routes(svc, signer.JWKS))
+	s.Verifier = auth.NewVerifier(signer)
+	return b.withDB(s, db), nil
+}
+
+func (b *builder) orders() (*host.Service, error) {
+	db, err := b.openDB("orders", orderdb.Migrations)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(orders.Modes, b.cfg.SagaMode) {
+		return nil, fmt.Errorf("saga mode %q is not available; this build runs %v", b.cfg.SagaMode, orders.Modes)
+	}
+	store := orderdb.New(db)
+	call := b.caller("orders")
+	log := b.log.With(slog.String("service", "orders"))
+	runner := orders.NewRunner(store, orders.Participants{
+		Payments:  orderclient.Payments{Caller: call},
+		Inventory: orderclient.Inventory{Caller: call},
+		Shipping:  orderclient.Shipping{Caller: call},
+	}, log.With(slog.String("component", "saga")))
+	svc := orders.NewService(store, orderclient.Catalog{Caller: call}, b.cfg.SagaMode, runner.Wake)
+	s := b.service("orders", orderhttp.Routes(svc, store.History))
+	s.Workers = []host.Worker{runner.Run}
+	return b.withDB(s, db), nil
+}
+
+func (b *builder) gateway() (*host.Service, error) {
+	log := b.log.With(slog.String("service", "gateway"))
+	proxy, err := gateway.NewProxy(lateResolver{b}, b.cfg.RegistryURL, log)
+	if err != nil {
+		return nil, err
+	}
+	call := b.caller("gateway")
+	auditor := func(ctx context.Context, token string) (audit.Report, error) {
+		snap, err := audit.APISource{Caller: call, Token: token}.Snapshot(ctx)
+		if err != nil {
+			return audit.Report{}, err
+		}
+		return audit.Run(snap, time.Now(), audit.DefaultGrace), nil
+	}
+	s := b.service("gateway", gateway.Routes(proxy, auditor))
+	s.Verifier = b.remoteVerifier("gateway")
+	s.Health.Add("registry", func(ctx context.Context) error {
+		_, err := b.regClient.Services(ctx)
+		return err
+	})
+	return s, nil
+}
+
+// banner tells the person who started the shop where it is.
+func (b *builder) banner() {
+	fmt.Fprintln(b.stdout, "microshop is up")
+	for _, name := range config.Services {
+		if addr, ok := b.addrs.Load(name); ok {
+			fmt.Fprintf(b.stdout, "  %-10s http://%s\n", name, addr)
+		}
+	}
+}
