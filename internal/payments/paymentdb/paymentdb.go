@@ -1,0 +1,148 @@
+// Package paymentdb stores the payments service's payments in its own SQL database.
+package paymentdb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/payments"
+	"github.com/microshop/microshop/internal/sqldb"
+)
+
+// Migrations holds the schema, one folder per SQL dialect.
+//
+//go:embed migrations
+var Migrations embed.FS
+
+// Store is a payments.Store on SQL.
+type Store struct{ db *sqldb.DB }
+
+var _ payments.Store = (*Store)(nil)
+
+// New returns a store over db, whose migrations must have been applied.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
+
+const columns = `id, order_id, user_id, amount_cents, currency, status, card_last4, decline_reason, created_at, updated_at`
+
+// Create implements payments.Store. The unique order_id turns a second
+// payment for an order into fail.Conflict.
+func (s *Store) Create(ctx context.Context, p payments.Payment) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO payments (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.OrderID, p.UserID, p.AmountCents, p.Currency, string(p.Status), p.CardLast4, p.DeclineReason,
+		formatTime(p.CreatedAt), formatTime(p.UpdatedAt))
+	if err != nil {
+		if sqldb.IsUniqueViolation(err) {
+			return fail.Wrap(fail.Conflict, err, "order already has a payment")
+		}
+		return fmt.Errorf("inserting payment: %w", err)
+	}
+	return nil
+}
+
+// ByOrder implements payments.Store.
+func (s *Store) ByOrder(ctx context.Context, orderID string) (payments.Payment, error) {
+	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM payments WHERE order_id = ?`, orderID))
+}
+
+// SetStatus implements payments.Store. The update and the read that answers
+// it share a transaction, so the answer is the state the update left.
+func (s *Store) SetStatus(ctx context.Context, orderID string, from, to payments.Status, at time.Time) (payments.Payment, error) {
+	var p payments.Payment
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?`,
+			string(to), formatTime(at), orderID, string(from)); err != nil {
+			return fmt.Errorf("updating payment status: %w", err)
+		}
+		var err error
+		p, err = scanOne(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM payments WHERE order_id = ?`, orderID))
+		return err
+	})
+	if err != nil {
+		return payments.Payment{}, err
+	}
+	return p, nil
+}
+
+// List implements payments.Store.
+func (s *Store) List(ctx context.Context, q payments.ListQuery) ([]payments.Payment, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if q.UserID != "" {
+		where = append(where, "user_id = ?")
+		args = append(args, q.UserID)
+	}
+	if q.After != "" {
+		where = append(where, "id > ?")
+		args = append(args, q.After)
+	}
+	query := `SELECT ` + columns + ` FROM payments`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY id LIMIT ?`
+	args = append(args, q.Limit)
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing payments: %w", err)
+	}
+	defer rows.Close()
+	out := []payments.Payment{}
+	for rows.Next() {
+		p, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing payments: %w", err)
+	}
+	return out, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanOne(row *sql.Row) (payments.Payment, error) {
+	p, err := scan(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return payments.Payment{}, fail.New(fail.NotFound, "payment not found")
+	}
+	return p, err
+}
+
+func scan(row scanner) (payments.Payment, error) {
+	var (
+		p                payments.Payment
+		status           string
+		created, updated string
+	)
+	err := row.Scan(&p.ID, &p.OrderID, &p.UserID, &p.AmountCents, &p.Currency, &status, &p.CardLast4,
+		&p.DeclineReason, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return payments.Payment{}, err
+	}
+	if err != nil {
+		return payments.Payment{}, fmt.Errorf("reading payment: %w", err)
+	}
+	p.Status = payments.Status(status)
+	if p.CreatedAt, err = time.Parse(time.RFC3339Nano, created); err != nil {
+		return payments.Payment{}, fmt.Errorf("reading payment %s created_at: %w", p.ID, err)
+	}
+	if p.UpdatedAt, err = time.Parse(time.RFC3339Nano, updated); err != nil {
+		return payments.Payment{}, fmt.Errorf("reading payment %s updated_at: %w", p.ID, err)
+	}
+	return p, nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -1,0 +1,150 @@
+// Package shipmentdb stores the shipping service's shipments in its own SQL database.
+package shipmentdb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/shipping"
+	"github.com/microshop/microshop/internal/sqldb"
+)
+
+// Migrations holds the schema, one folder per SQL dialect.
+//
+//go:embed migrations
+var Migrations embed.FS
+
+// Store is a shipping.Store on SQL.
+type Store struct{ db *sqldb.DB }
+
+var _ shipping.Store = (*Store)(nil)
+
+// New returns a store over db, whose migrations must have been applied.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
+
+const columns = `id, order_id, user_id, status, name, line1, city, postal_code, country, created_at, updated_at`
+
+// Create implements shipping.Store. The unique order_id turns a second
+// shipment for an order into fail.Conflict.
+func (s *Store) Create(ctx context.Context, sh shipping.Shipment) error {
+	a := sh.Address
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO shipments (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		sh.ID, sh.OrderID, sh.UserID, string(sh.Status), a.Name, a.Line1, a.City, a.PostalCode, a.Country,
+		formatTime(sh.CreatedAt), formatTime(sh.UpdatedAt))
+	if err != nil {
+		if sqldb.IsUniqueViolation(err) {
+			return fail.Wrap(fail.Conflict, err, "order already has a shipment")
+		}
+		return fmt.Errorf("inserting shipment: %w", err)
+	}
+	return nil
+}
+
+// ByOrder implements shipping.Store.
+func (s *Store) ByOrder(ctx context.Context, orderID string) (shipping.Shipment, error) {
+	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM shipments WHERE order_id = ?`, orderID))
+}
+
+// SetStatus implements shipping.Store. The update and the read that answers
+// it share a transaction, so the answer is the state the update left.
+func (s *Store) SetStatus(ctx context.Context, orderID string, from, to shipping.Status, at time.Time) (shipping.Shipment, error) {
+	var sh shipping.Shipment
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE shipments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?`,
+			string(to), formatTime(at), orderID, string(from)); err != nil {
+			return fmt.Errorf("updating shipment status: %w", err)
+		}
+		var err error
+		sh, err = scanOne(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM shipments WHERE order_id = ?`, orderID))
+		return err
+	})
+	if err != nil {
+		return shipping.Shipment{}, err
+	}
+	return sh, nil
+}
+
+// List implements shipping.Store.
+func (s *Store) List(ctx context.Context, q shipping.ListQuery) ([]shipping.Shipment, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if q.UserID != "" {
+		where = append(where, "user_id = ?")
+		args = append(args, q.UserID)
+	}
+	if q.After != "" {
+		where = append(where, "id > ?")
+		args = append(args, q.After)
+	}
+	query := `SELECT ` + columns + ` FROM shipments`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY id LIMIT ?`
+	args = append(args, q.Limit)
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing shipments: %w", err)
+	}
+	defer rows.Close()
+	out := []shipping.Shipment{}
+	for rows.Next() {
+		sh, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sh)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing shipments: %w", err)
+	}
+	return out, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanOne(row *sql.Row) (shipping.Shipment, error) {
+	sh, err := scan(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return shipping.Shipment{}, fail.New(fail.NotFound, "shipment not found")
+	}
+	return sh, err
+}
+
+func scan(row scanner) (shipping.Shipment, error) {
+	var (
+		sh               shipping.Shipment
+		a                = &sh.Address
+		status           string
+		created, updated string
+	)
+	err := row.Scan(&sh.ID, &sh.OrderID, &sh.UserID, &status, &a.Name, &a.Line1, &a.City, &a.PostalCode, &a.Country,
+		&created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return shipping.Shipment{}, err
+	}
+	if err != nil {
+		return shipping.Shipment{}, fmt.Errorf("reading shipment: %w", err)
+	}
+	sh.Status = shipping.Status(status)
+	if sh.CreatedAt, err = time.Parse(time.RFC3339Nano, created); err != nil {
+		return shipping.Shipment{}, fmt.Errorf("reading shipment %s created_at: %w", sh.ID, err)
+	}
+	if sh.UpdatedAt, err = time.Parse(time.RFC3339Nano, updated); err != nil {
+		return shipping.Shipment{}, fmt.Errorf("reading shipment %s updated_at: %w", sh.ID, err)
+	}
+	return sh, nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
