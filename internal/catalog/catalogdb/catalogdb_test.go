@@ -1,0 +1,201 @@
+package catalogdb_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/microshop/microshop/internal/catalog"
+	"github.com/microshop/microshop/internal/catalog/catalogdb"
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/sqldb"
+)
+
+func openDB(t *testing.T) *sqldb.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "catalog.db"))
+	if err != nil {
+		t.Fatalf("opening database: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx, catalogdb.Migrations); err != nil {
+		t.Fatalf("migrating: %v", err)
+	}
+	return db
+}
+
+func product(sku string) catalog.Product {
+	now := time.Now().UTC()
+	return catalog.Product{
+		ID: uuid.Must(uuid.NewV7()).String(), SKU: sku, Name: "Mug " + sku, Description: "A mug.\nWith a handle.",
+		Category: "Kitchen", PriceCents: 1299, Currency: "USD", CreatedAt: now, UpdatedAt: now,
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	if err := db.MigrateDown(ctx, catalogdb.Migrations); err != nil {
+		t.Fatalf("migrating down: %v", err)
+	}
+	if _, err := db.ExecContext(ctx, `SELECT 1 FROM products`); err == nil {
+		t.Fatal("products table still exists after migrating down")
+	}
+	if err := db.Migrate(ctx, catalogdb.Migrations); err != nil {
+		t.Fatalf("migrating up again: %v", err)
+	}
+	store := catalogdb.New(db)
+	if err := store.Create(ctx, product("AFTER-REDO")); err != nil {
+		t.Fatalf("Create after migrating up again: %v", err)
+	}
+}
+
+func TestCreateAndFind(t *testing.T) {
+	ctx := context.Background()
+	store := catalogdb.New(openDB(t))
+	p := product("MUG-1")
+	if err := store.Create(ctx, p); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	byID, err := store.ByID(ctx, p.ID)
+	if err != nil {
+		t.Fatalf("ByID: %v", err)
+	}
+	if !same(byID, p) {
+		t.Errorf("ByID: got %+v, want %+v", byID, p)
+	}
+	bySKU, err := store.BySKU(ctx, p.SKU)
+	if err != nil {
+		t.Fatalf("BySKU: %v", err)
+	}
+	if !same(bySKU, p) {
+		t.Errorf("BySKU: got %+v, want %+v", bySKU, p)
+	}
+	if _, err := store.ByID(ctx, "missing"); !fail.Is(err, fail.NotFound) {
+		t.Errorf("ByID(missing): got %v, want kind not found", err)
+	}
+	if _, err := store.BySKU(ctx, "MISSING"); !fail.Is(err, fail.NotFound) {
+		t.Errorf("BySKU(missing): got %v, want kind not found", err)
+	}
+}
+
+func TestCreateRefusesTakenSKU(t *testing.T) {
+	ctx := context.Background()
+	store := catalogdb.New(openDB(t))
+	first := product("MUG-1")
+	if err := store.Create(ctx, first); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	second := product("MUG-1")
+	second.Name = "Another mug"
+	if err := store.Create(ctx, second); !fail.Is(err, fail.Conflict) {
+		t.Fatalf("Create with a taken sku: got %v, want kind conflict", err)
+	}
+	got, err := store.BySKU(ctx, "MUG-1")
+	if err != nil {
+		t.Fatalf("BySKU: %v", err)
+	}
+	if got.ID != first.ID || got.Name != first.Name {
+		t.Errorf("after the refused create: got %+v, want the first product unchanged", got)
+	}
+	if _, err := store.ByID(ctx, second.ID); !fail.Is(err, fail.NotFound) {
+		t.Errorf("ByID of the refused product: got %v, want not found", err)
+	}
+}
+
+func TestList(t *testing.T) {
+	ctx := context.Background()
+	store := catalogdb.New(openDB(t))
+	empty, err := store.List(ctx, "", 10)
+	if err != nil {
+		t.Fatalf("List on empty store: %v", err)
+	}
+	if empty == nil || len(empty) != 0 {
+		t.Errorf("List on empty store: got %#v, want an empty, non-nil slice", empty)
+	}
+	var ids []string
+	for _, sku := range []string{"A", "B", "C", "D", "E"} {
+		p := product(sku)
+		if err := store.Create(ctx, p); err != nil {
+			t.Fatalf("Create %s: %v", sku, err)
+		}
+		ids = append(ids, p.ID)
+	}
+	tests := []struct {
+		name  string
+		after string
+		limit int
+		want  []string
+	}{
+		{"first two", "", 2, ids[:2]},
+		{"after the second", ids[1], 2, ids[2:4]},
+		{"last page", ids[3], 2, ids[4:]},
+		{"after the last", ids[4], 2, nil},
+		{"all", "", 10, ids},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := store.List(ctx, tt.after, tt.limit)
+			if err != nil {
+				t.Fatalf("List: %v", err)
+			}
+			var gotIDs []string
+			for _, p := range got {
+				gotIDs = append(gotIDs, p.ID)
+			}
+			if len(gotIDs) != len(tt.want) {
+				t.Fatalf("List(%q, %d): got %v, want %v", tt.after, tt.limit, gotIDs, tt.want)
+			}
+			for i := range gotIDs {
+				if gotIDs[i] != tt.want[i] {
+					t.Fatalf("List(%q, %d): got %v, want %v", tt.after, tt.limit, gotIDs, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestUpdatePrice(t *testing.T) {
+	ctx := context.Background()
+	store := catalogdb.New(openDB(t))
+	p := product("MUG-1")
+	other := product("MUG-2")
+	for _, q := range []catalog.Product{p, other} {
+		if err := store.Create(ctx, q); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+	}
+	at := p.UpdatedAt.Add(time.Minute)
+	got, err := store.UpdatePrice(ctx, p.ID, 2500, at)
+	if err != nil {
+		t.Fatalf("UpdatePrice: %v", err)
+	}
+	if got.PriceCents != 2500 || !got.UpdatedAt.Equal(at) || !got.CreatedAt.Equal(p.CreatedAt) {
+		t.Errorf("UpdatePrice: got price %d updated %v created %v, want 2500, %v, %v",
+			got.PriceCents, got.UpdatedAt, got.CreatedAt, at, p.CreatedAt)
+	}
+	stored, _ := store.ByID(ctx, p.ID)
+	if stored.PriceCents != 2500 {
+		t.Errorf("stored price: got %d, want 2500", stored.PriceCents)
+	}
+	untouched, _ := store.ByID(ctx, other.ID)
+	if untouched.PriceCents != other.PriceCents {
+		t.Errorf("other product's price: got %d, want %d", untouched.PriceCents, other.PriceCents)
+	}
+	if _, err := store.UpdatePrice(ctx, "missing", 100, at); !fail.Is(err, fail.NotFound) {
+		t.Errorf("UpdatePrice(missing): got %v, want kind not found", err)
+	}
+}
+
+// same compares products, times by instant, since a round trip through
+// the database drops the monotonic clock reading.
+func same(a, b catalog.Product) bool {
+	ta, tb := a.CreatedAt, b.CreatedAt
+	ua, ub := a.UpdatedAt, b.UpdatedAt
+	a.CreatedAt, b.CreatedAt, a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return a == b && ta.Equal(tb) && ua.Equal(ub)
+}
