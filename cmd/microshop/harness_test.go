@@ -16,6 +16,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/microshop/microshop/internal/catalog/cataloghttp"
+	"github.com/microshop/microshop/internal/contract"
+	"github.com/microshop/microshop/internal/gateway"
+	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
+	"github.com/microshop/microshop/internal/orders/orderhttp"
+	"github.com/microshop/microshop/internal/payments/paymenthttp"
+	"github.com/microshop/microshop/internal/registry"
+	"github.com/microshop/microshop/internal/shipping/shippinghttp"
+	"github.com/microshop/microshop/internal/users/userhttp"
 )
 
 // binary is the microshop program under test, built once by TestMain.
@@ -164,8 +174,24 @@ type client struct {
 	hc   *http.Client
 }
 
+// newClient returns a client of base whose every exchange is checked against
+// the published OpenAPI documents: an undocumented route or status, or an
+// answer that breaks its schema, fails the test.
 func newClient(t *testing.T, base string) *client {
-	return &client{t: t, base: base, hc: &http.Client{Timeout: 15 * time.Second}}
+	t.Helper()
+	docs, err := contract.LoadAll(gateway.OpenAPI, userhttp.OpenAPI, cataloghttp.OpenAPI, inventoryhttp.OpenAPI,
+		orderhttp.OpenAPI, paymenthttp.OpenAPI, shippinghttp.OpenAPI, registry.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := contract.Transport(docs, nil, func(err error) { t.Errorf("contract: %v", err) })
+	return &client{t: t, base: base, hc: &http.Client{Timeout: 15 * time.Second, Transport: tr}}
+}
+
+// unchecked returns a client of the same base that checks no contract, for
+// requests no document describes (an internal path asked of the gateway).
+func (c *client) unchecked() *client {
+	return &client{t: c.t, base: c.base, hc: &http.Client{Timeout: 15 * time.Second}}
 }
 
 // response is an answer with its decoded JSON body.
@@ -189,9 +215,20 @@ func (r response) obj(t *testing.T) map[string]any {
 	return m
 }
 
-// call sends a request; body, when not nil, goes as JSON.
+// call sends a request; body, when not nil, goes as JSON. A failure to get
+// an answer fails the test.
 func (c *client) call(method, path, token string, body any, headers ...string) response {
 	c.t.Helper()
+	r, err := c.try(method, path, token, body, headers...)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// try sends a request and returns the answer, or the error when there was
+// none (the server died, the connection broke).
+func (c *client) try(method, path, token string, body any, headers ...string) (response, error) {
 	var rd io.Reader
 	if body != nil {
 		if s, ok := body.(string); ok {
@@ -203,7 +240,7 @@ func (c *client) call(method, path, token string, body any, headers ...string) r
 	}
 	req, err := http.NewRequestWithContext(context.Background(), method, c.base+path, rd)
 	if err != nil {
-		c.t.Fatal(err)
+		return response{}, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -216,11 +253,14 @@ func (c *client) call(method, path, token string, body any, headers ...string) r
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, err
+	}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
 // must sends a request and fails the test unless the status is want.
