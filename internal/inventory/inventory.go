@@ -189,7 +189,7 @@ func MergeItems(items []Item) ([]Item, error) {
 	}
 	merged := make(map[string]int64, len(items))
 	for i, it := range items {
-		if err := ValidateID("product_id", it.ProductID); err != nil {
+		if err := ValidateProductID(it.ProductID); err != nil {
 			return nil, fail.New(fail.Invalid, "items[%d]: %s", i, fail.MessageOf(err))
 		}
 		if it.Quantity < 1 || it.Quantity > MaxQuantity {
@@ -223,6 +223,23 @@ func ValidateID(field, id string) error {
 	return nil
 }
 
+// unaddressableProductID is the one product id the API cannot address: the
+// stock of a product of that name would live where the reservations listing
+// is, so it could be set but never read.
+const unaddressableProductID = "reservations"
+
+// ValidateProductID checks a product id as ValidateID does, and refuses the
+// one id that names the reservations listing rather than a product.
+func ValidateProductID(id string) error {
+	if err := ValidateID("product_id", id); err != nil {
+		return err
+	}
+	if id == unaddressableProductID {
+		return fail.New(fail.Invalid, "product_id may not be %q, the name of the reservations listing", id)
+	}
+	return nil
+}
+
 // ValidatePage checks a listing's cursor and limit.
 func ValidatePage(after string, limit int) error {
 	if limit < 1 || limit > MaxPageLimit {
@@ -247,7 +264,7 @@ func NewService(store Store) *Service {
 
 // Stock returns the stock of a product.
 func (s *Service) Stock(ctx context.Context, productID string) (Stock, error) {
-	if err := ValidateID("product_id", productID); err != nil {
+	if err := ValidateProductID(productID); err != nil {
 		return Stock{}, err
 	}
 	return s.store.Stock(ctx, productID)
@@ -268,7 +285,7 @@ func (s *Service) ListStock(ctx context.Context, after string, limit int) (Page[
 // SetAvailable sets the available units of a product (an admin restock or
 // correction) to n, 0 to MaxAvailable.
 func (s *Service) SetAvailable(ctx context.Context, productID string, n int64) (Stock, error) {
-	if err := ValidateID("product_id", productID); err != nil {
+	if err := ValidateProductID(productID); err != nil {
 		return Stock{}, err
 	}
 	if n < 0 || n > MaxAvailable {

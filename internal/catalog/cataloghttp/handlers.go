@@ -2,7 +2,6 @@ package cataloghttp
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/catalog"
@@ -38,14 +37,8 @@ func viewV2(p catalog.Product) productV2 {
 	return productV2{productV1: viewV1(p), Description: p.Description, Category: p.Category}
 }
 
-// page is the shape of every listing.
-type page[T any] struct {
-	Items []T    `json:"items"`
-	Next  string `json:"next"`
-}
-
 func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
-	after, limit, err := pageParams(r)
+	after, limit, err := web.PageParams(r, catalog.DefaultPageLimit, catalog.MaxPageLimit)
 	if err != nil {
 		web.Error(w, r, err)
 		return
@@ -55,11 +48,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	out := page[productV1]{Items: make([]productV1, 0, len(p.Items)), Next: p.Next}
-	for _, prod := range p.Items {
-		out.Items = append(out.Items, viewV1(prod))
-	}
-	web.JSON(w, http.StatusOK, out)
+	web.JSON(w, http.StatusOK, web.PageOf(p.Items, p.Next, viewV1))
 }
 
 func (h *handlers) getV1(w http.ResponseWriter, r *http.Request) {
@@ -134,19 +123,4 @@ func (h *handlers) changePrice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	web.JSON(w, http.StatusOK, viewV2(p))
-}
-
-// pageParams reads ?after= and ?limit= of a listing. A missing limit is
-// catalog.DefaultPageLimit; one that is not a whole number is invalid like
-// one out of range.
-func pageParams(r *http.Request) (after string, limit int, err error) {
-	q := r.URL.Query()
-	limit = catalog.DefaultPageLimit
-	if q.Has("limit") {
-		limit, err = strconv.Atoi(q.Get("limit"))
-		if err != nil {
-			return "", 0, fail.New(fail.Invalid, "limit must be a whole number from 1 to %d", catalog.MaxPageLimit)
-		}
-	}
-	return q.Get("after"), limit, nil
 }

@@ -3,25 +3,30 @@ package cataloghttp_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/catalog"
 	"github.com/microshop/microshop/internal/catalog/catalogdb"
 	"github.com/microshop/microshop/internal/catalog/cataloghttp"
+	"github.com/microshop/microshop/internal/contract"
+	"github.com/microshop/microshop/internal/host"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/web"
 )
 
 var (
@@ -30,13 +35,19 @@ var (
 )
 
 // server is the catalog's real routes over a real SQLite store, with every
-// answer checked against the published OpenAPI document.
+// exchange checked against the published OpenAPI document.
 type server struct {
-	mux    http.Handler
-	router routers.Router
+	mux http.Handler
+	doc *contract.Doc
 }
 
 func newServer(t *testing.T) *server {
+	t.Helper()
+	return &server{mux: cataloghttp.Routes(newService(t)), doc: loadContract(t)}
+}
+
+// newService is the catalog over a real, migrated SQLite store.
+func newService(t *testing.T) *catalog.Service {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "catalog.db"))
@@ -47,27 +58,21 @@ func newServer(t *testing.T) *server {
 	if err := db.Migrate(ctx, catalogdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
-	return &server{
-		mux:    cataloghttp.Routes(catalog.NewService(catalogdb.New(db))),
-		router: contractRouter(t),
-	}
+	return catalog.NewService(catalogdb.New(db))
 }
 
-func contractRouter(t *testing.T) routers.Router {
+// loadContract loads and validates the published document.
+func loadContract(t *testing.T) *contract.Doc {
 	t.Helper()
-	doc, err := openapi3.NewLoader().LoadFromData(cataloghttp.OpenAPI)
-	if err != nil {
-		t.Fatalf("loading openapi.yaml: %v", err)
-	}
-	router, err := legacy.NewRouter(doc) // validates the document too
+	doc, err := contract.Load(cataloghttp.OpenAPI)
 	if err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
 	}
-	return router
+	return doc
 }
 
 // do sends a request as principal p (nil for anonymous) with a JSON body
-// (empty for none) and checks the answer against the contract.
+// (empty for none) and checks the exchange against the contract.
 func (s *server) do(t *testing.T, p *auth.Principal, method, target, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	var rd io.Reader
@@ -81,37 +86,29 @@ func (s *server) do(t *testing.T, p *auth.Principal, method, target, body string
 	return s.send(t, p, req)
 }
 
+// send serves req as principal p and fails the test if the exchange is not
+// one the OpenAPI document allows: an undocumented route or status, a body
+// that does not fit its schema, or a request the document forbids that was
+// not refused.
 func (s *server) send(t *testing.T, p *auth.Principal, req *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		t.Fatalf("reading the request body: %v", err)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
 	if p != nil {
+		// The principal stands for a token the middleware verified; the
+		// document only sees that one was sent.
 		req = req.WithContext(auth.WithPrincipal(req.Context(), *p))
+		req.Header.Set("Authorization", "Bearer verified-by-the-middleware")
 	}
 	rec := httptest.NewRecorder()
 	s.mux.ServeHTTP(rec, req)
-	s.checkContract(t, req, rec)
+	if err := s.doc.Check(req, body, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+		t.Errorf("%v\nbody: %s", err, rec.Body)
+	}
 	return rec
-}
-
-// checkContract fails the test if the answer is not one the OpenAPI
-// document describes for that route: an undocumented status, or a body that
-// does not fit its schema.
-func (s *server) checkContract(t *testing.T, req *http.Request, rec *httptest.ResponseRecorder) {
-	t.Helper()
-	route, params, err := s.router.FindRoute(req)
-	if err != nil {
-		t.Errorf("%s %s is not in openapi.yaml: %v", req.Method, req.URL.Path, err)
-		return
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 rec.Code,
-		Header:                 rec.Header(),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
-	}
-	in.SetBodyBytes(rec.Body.Bytes())
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		t.Errorf("%s %s answered %d outside its contract: %v\nbody: %s", req.Method, req.URL, rec.Code, err, rec.Body)
-	}
 }
 
 func decode[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
@@ -376,17 +373,49 @@ func TestOpenAPI(t *testing.T) {
 	}
 }
 
-// TestOpenAPIDescribesExactlyTheRoutes keeps the document and routes.go
+// surface is the catalog's whole surface as the shop serves it: routes.go,
+// and the ops endpoints host adds to every service.
+var surface = []string{
+	"GET /api/v1/products",
+	"POST /api/v1/products",
+	"GET /api/v1/products/{id}",
+	"PATCH /api/v1/products/{id}",
+	"GET /api/v2/products/{id}",
+	"GET /openapi.yaml",
+	"GET /healthz",
+	"GET /ready",
+	"GET /metrics",
+}
+
+// hosted serves svc's routes as the shop does: behind host's middleware,
+// which verifies tokens with tokens, and with its ops endpoints. It returns
+// the routes, which hold the ops endpoints once Handler is called.
+func hosted(svc *catalog.Service, tokens *auth.Signer) (*http.ServeMux, *host.Service) {
+	mux := cataloghttp.Routes(svc)
+	h := &host.Service{
+		Name:     "catalog",
+		Log:      slog.New(slog.DiscardHandler),
+		Routes:   mux,
+		Health:   web.NewHealth(),
+		Metrics:  web.NewMetrics("catalog"),
+		Verifier: auth.NewVerifier(tokens),
+	}
+	return mux, h
+}
+
+func newSigner(t *testing.T) *auth.Signer {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth.NewSigner(key, time.Hour)
+}
+
+// TestOpenAPIDescribesExactlyTheRoutes keeps the document and the routes
 // in step: every route is documented and nothing else is.
 func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
-	routes := []string{
-		"GET /api/v1/products",
-		"POST /api/v1/products",
-		"GET /api/v1/products/{id}",
-		"PATCH /api/v1/products/{id}",
-		"GET /api/v2/products/{id}",
-		"GET /openapi.yaml",
-	}
+	loadContract(t) // the document is valid
 	doc, err := openapi3.NewLoader().LoadFromData(cataloghttp.OpenAPI)
 	if err != nil {
 		t.Fatalf("loading openapi.yaml: %v", err)
@@ -400,14 +429,16 @@ func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
 			documented = append(documented, method+" "+path)
 		}
 	}
+	want := slices.Clone(surface)
 	slices.Sort(documented)
-	slices.Sort(routes)
-	if !slices.Equal(documented, routes) {
-		t.Errorf("documented operations:\n got %v\nwant %v", documented, routes)
+	slices.Sort(want)
+	if !slices.Equal(documented, want) {
+		t.Errorf("documented operations:\n got %v\nwant %v", documented, want)
 	}
 	// Every route answers something other than the mux's own 404/405.
-	mux := cataloghttp.Routes(nil)
-	for _, route := range routes {
+	mux, h := hosted(nil, newSigner(t))
+	h.Handler()
+	for _, route := range surface {
 		method, path, _ := strings.Cut(route, " ")
 		req := httptest.NewRequest(method, strings.ReplaceAll(path, "{id}", "x"), nil)
 		if _, pattern := mux.Handler(req); pattern != route {
@@ -419,4 +450,49 @@ func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
 			t.Errorf("schema %s: additionalProperties must be false", name)
 		}
 	}
+}
+
+// TestServedAsTheShopServesIt checks, against the document, what only the
+// shop's middleware adds: health, readiness and metrics, and the 401 that a
+// bad Authorization header gets on every route, public ones included.
+func TestServedAsTheShopServesIt(t *testing.T) {
+	tokens := newSigner(t)
+	_, h := hosted(newService(t), tokens)
+	h.Health.SetReady(true)
+	s := &server{mux: h.Handler(), doc: loadContract(t)}
+	send := func(method, path, authorization string) *httptest.ResponseRecorder {
+		t.Helper()
+		req := httptest.NewRequest(method, path, nil)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		return s.send(t, nil, req)
+	}
+	wantCode := func(rec *httptest.ResponseRecorder, route string, want int) {
+		t.Helper()
+		if rec.Code != want {
+			t.Errorf("%s: got %d, want %d; body %s", route, rec.Code, want, rec.Body)
+		}
+	}
+
+	for _, path := range []string{"/healthz", "/ready", "/metrics", "/openapi.yaml", "/api/v1/products"} {
+		wantCode(send("GET", path, ""), path, http.StatusOK)
+	}
+	admin, _, err := tokens.Sign("admin-1", auth.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(send("GET", "/api/v1/products", "Bearer "+admin), "a valid token", http.StatusOK)
+	for _, route := range surface {
+		method, path, _ := strings.Cut(route, " ")
+		for _, bad := range []string{"Bearer not-a-token", "Basic YTpi"} {
+			rec := send(method, strings.ReplaceAll(path, "{id}", "x"), bad)
+			wantStatus(t, rec, http.StatusUnauthorized)
+		}
+	}
+
+	h.Health.Add("db", func(context.Context) error { return errors.New("disk on fire") })
+	wantCode(send("GET", "/healthz", ""), "/healthz with a check down", http.StatusServiceUnavailable)
+	h.Health.SetReady(false)
+	wantCode(send("GET", "/ready", ""), "/ready while draining", http.StatusServiceUnavailable)
 }

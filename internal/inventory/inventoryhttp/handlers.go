@@ -2,7 +2,6 @@ package inventoryhttp
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/fail"
@@ -41,15 +40,11 @@ type reservation struct {
 	Items   []item           `json:"items"`
 }
 
-// page is the shape of every listing.
-type page[T any] struct {
-	Items []T    `json:"items"`
-	Next  string `json:"next"`
-}
-
 func levelView(s inventory.Stock) stockLevel {
 	return stockLevel{ProductID: s.ProductID, Available: s.Available, Reserved: s.Reserved}
 }
+
+func bookView(s inventory.Stock) stockBook { return stockBook(s) }
 
 func reservationView(r inventory.Reservation) reservation {
 	out := reservation{OrderID: r.OrderID, Status: r.Status, Items: make([]item, 0, len(r.Items))}
@@ -98,7 +93,7 @@ func (h *handlers) listStock(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	after, limit, err := pageParams(r)
+	after, limit, err := web.PageParams(r, inventory.DefaultPageLimit, inventory.MaxPageLimit)
 	if err != nil {
 		web.Error(w, r, err)
 		return
@@ -108,11 +103,7 @@ func (h *handlers) listStock(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	out := page[stockBook]{Items: make([]stockBook, 0, len(p.Items)), Next: p.Next}
-	for _, st := range p.Items {
-		out.Items = append(out.Items, stockBook(st))
-	}
-	web.JSON(w, http.StatusOK, out)
+	web.JSON(w, http.StatusOK, web.PageOf(p.Items, p.Next, bookView))
 }
 
 // listReservations pages through every reservation, or with ?order_id=
@@ -123,17 +114,17 @@ func (h *handlers) listReservations(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	after, limit, err := pageParams(r)
+	after, limit, err := web.PageParams(r, inventory.DefaultPageLimit, inventory.MaxPageLimit)
 	if err != nil {
 		web.Error(w, r, err)
 		return
 	}
-	out := page[reservation]{Items: []reservation{}}
 	if q := r.URL.Query(); q.Has("order_id") {
 		if err := inventory.ValidatePage(after, limit); err != nil {
 			web.Error(w, r, err)
 			return
 		}
+		var found []inventory.Reservation
 		res, err := h.svc.Reservation(r.Context(), q.Get("order_id"))
 		switch {
 		case fail.Is(err, fail.NotFound):
@@ -141,9 +132,9 @@ func (h *handlers) listReservations(w http.ResponseWriter, r *http.Request) {
 			web.Error(w, r, err)
 			return
 		default:
-			out.Items = append(out.Items, reservationView(res))
+			found = append(found, res)
 		}
-		web.JSON(w, http.StatusOK, out)
+		web.JSON(w, http.StatusOK, web.PageOf(found, "", reservationView))
 		return
 	}
 	p, err := h.svc.ListReservations(r.Context(), after, limit)
@@ -151,11 +142,7 @@ func (h *handlers) listReservations(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	for _, res := range p.Items {
-		out.Items = append(out.Items, reservationView(res))
-	}
-	out.Next = p.Next
-	web.JSON(w, http.StatusOK, out)
+	web.JSON(w, http.StatusOK, web.PageOf(p.Items, p.Next, reservationView))
 }
 
 // reserve answers 201 for a new reservation and 200 for one that already
@@ -202,19 +189,4 @@ func (h *handlers) release(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	web.JSON(w, http.StatusOK, reservationView(res))
-}
-
-// pageParams reads ?after= and ?limit= of a listing. A missing limit is
-// inventory.DefaultPageLimit; one that is not a whole number is invalid like
-// one out of range.
-func pageParams(r *http.Request) (after string, limit int, err error) {
-	q := r.URL.Query()
-	limit = inventory.DefaultPageLimit
-	if q.Has("limit") {
-		limit, err = strconv.Atoi(q.Get("limit"))
-		if err != nil {
-			return "", 0, fail.New(fail.Invalid, "limit must be a whole number from 1 to %d", inventory.MaxPageLimit)
-		}
-	}
-	return q.Get("after"), limit, nil
 }

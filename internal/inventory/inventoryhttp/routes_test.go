@@ -3,9 +3,13 @@ package inventoryhttp_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -13,17 +17,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/contract"
+	"github.com/microshop/microshop/internal/host"
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/web"
 )
 
 var (
@@ -31,14 +36,20 @@ var (
 	customer = &auth.Principal{Subject: "user-1", Role: auth.RoleCustomer}
 )
 
-// server is the inventory's real routes over a real SQLite store, with every
-// answer checked against the published OpenAPI document.
+// server is the inventory's real routes over a real SQLite store, with
+// every exchange checked against the published OpenAPI document.
 type server struct {
-	mux    http.Handler
-	router routers.Router
+	mux http.Handler
+	doc *contract.Doc
 }
 
 func newServer(t *testing.T) *server {
+	t.Helper()
+	return &server{mux: inventoryhttp.Routes(newService(t)), doc: loadContract(t)}
+}
+
+// newService is the inventory over a real, migrated SQLite store.
+func newService(t *testing.T) *inventory.Service {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "inventory.db"))
@@ -49,25 +60,21 @@ func newServer(t *testing.T) *server {
 	if err := db.Migrate(ctx, inventorydb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
-	doc := loadDoc(t)
-	router, err := legacy.NewRouter(doc) // validates the document too
-	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	return &server{mux: inventoryhttp.Routes(inventory.NewService(inventorydb.New(db))), router: router}
+	return inventory.NewService(inventorydb.New(db))
 }
 
-func loadDoc(t *testing.T) *openapi3.T {
+// loadContract loads and validates the published document.
+func loadContract(t *testing.T) *contract.Doc {
 	t.Helper()
-	doc, err := openapi3.NewLoader().LoadFromData(inventoryhttp.OpenAPI)
+	doc, err := contract.Load(inventoryhttp.OpenAPI)
 	if err != nil {
-		t.Fatalf("loading openapi.yaml: %v", err)
+		t.Fatalf("openapi.yaml: %v", err)
 	}
 	return doc
 }
 
 // do sends a request as principal p (nil for anonymous) with a JSON body
-// (empty for none) and checks the answer against the contract.
+// (empty for none) and checks the exchange against the contract.
 func (s *server) do(t *testing.T, p *auth.Principal, method, target, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	var rd io.Reader
@@ -81,37 +88,29 @@ func (s *server) do(t *testing.T, p *auth.Principal, method, target, body string
 	return s.send(t, p, req)
 }
 
+// send serves req as principal p and fails the test if the exchange is not
+// one the OpenAPI document allows: an undocumented route or status, a body
+// that does not fit its schema, or a request the document forbids that was
+// not refused.
 func (s *server) send(t *testing.T, p *auth.Principal, req *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		t.Fatalf("reading the request body: %v", err)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
 	if p != nil {
+		// The principal stands for a token the middleware verified; the
+		// document only sees that one was sent.
 		req = req.WithContext(auth.WithPrincipal(req.Context(), *p))
+		req.Header.Set("Authorization", "Bearer verified-by-the-middleware")
 	}
 	rec := httptest.NewRecorder()
 	s.mux.ServeHTTP(rec, req)
-	s.checkContract(t, req, rec)
+	if err := s.doc.Check(req, body, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+		t.Errorf("%v\nbody: %s", err, rec.Body)
+	}
 	return rec
-}
-
-// checkContract fails the test if the answer is not one the OpenAPI
-// document describes for that route: an undocumented status, or a body that
-// does not fit its schema.
-func (s *server) checkContract(t *testing.T, req *http.Request, rec *httptest.ResponseRecorder) {
-	t.Helper()
-	route, params, err := s.router.FindRoute(req)
-	if err != nil {
-		t.Errorf("%s %s is not in openapi.yaml: %v", req.Method, req.URL.Path, err)
-		return
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 rec.Code,
-		Header:                 rec.Header(),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
-	}
-	in.SetBodyBytes(rec.Body.Bytes())
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		t.Errorf("%s %s answered %d outside its contract: %v\nbody: %s", req.Method, req.URL, rec.Code, err, rec.Body)
-	}
 }
 
 func decode[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
@@ -281,6 +280,32 @@ func TestReservationsPathIsNotAProduct(t *testing.T) {
 	if body := strings.TrimSpace(rec.Body.String()); body != `{"items":[],"next":""}` {
 		t.Errorf("empty listing: got %s, want {\"items\":[],\"next\":\"\"}", body)
 	}
+}
+
+// TestReservationsIsNoProductID checks that no stock can be set, or
+// reserved, for a product called "reservations": PUT on that path reaches
+// the stock route, but GET on it is the reservations listing, so such stock
+// could be set and never read.
+func TestReservationsIsNoProductID(t *testing.T) {
+	s := newServer(t)
+	s.stock(t, "p1", 5)
+	rec := s.do(t, admin, "PUT", "/api/v1/inventory/reservations", `{"available":5}`)
+	wantStatus(t, rec, http.StatusUnprocessableEntity)
+	wantDetail(t, rec, `product_id may not be "reservations", the name of the reservations listing`)
+	rec = s.do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"reservations","quantity":1}]}`)
+	wantStatus(t, rec, http.StatusUnprocessableEntity)
+	wantDetail(t, rec, `items[0]: product_id may not be "reservations", the name of the reservations listing`)
+
+	// Nothing was recorded: p1 is the only stock, and o1 may still reserve.
+	stock := decode[page[book]](t, s.do(t, admin, "GET", "/api/v1/inventory", ""))
+	if len(stock.Items) != 1 || stock.Items[0].ProductID != "p1" {
+		t.Errorf("stock after the refusals: got %+v, want p1 alone", stock.Items)
+	}
+	wantStatus(t, s.do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"p1","quantity":1}]}`), http.StatusCreated)
+	// Only the exact word is taken: ids are case-sensitive, and this one
+	// is reachable.
+	s.stock(t, "Reservations", 3)
+	wantStatus(t, s.do(t, nil, "GET", "/api/v1/inventory/Reservations", ""), http.StatusOK)
 }
 
 func TestListBadLimits(t *testing.T) {
@@ -506,21 +531,59 @@ func TestOpenAPI(t *testing.T) {
 	}
 }
 
-// TestOpenAPIDescribesExactlyTheRoutes keeps the document and routes.go in
+// surface is the inventory's whole surface as the shop serves it: routes.go,
+// and the ops endpoints host adds to every service.
+var surface = []string{
+	"GET /api/v1/inventory",
+	"GET /api/v1/inventory/reservations",
+	"GET /api/v1/inventory/{product_id}",
+	"PUT /api/v1/inventory/{product_id}",
+	"POST /internal/v1/reservations",
+	"POST /internal/v1/reservations/{order_id}/commit",
+	"POST /internal/v1/reservations/{order_id}/release",
+	"GET /openapi.yaml",
+	"GET /healthz",
+	"GET /ready",
+	"GET /metrics",
+}
+
+// examplePath fills a route's path parameters.
+var examplePath = strings.NewReplacer("{product_id}", "p1", "{order_id}", "o1")
+
+// hosted serves svc's routes as the shop does: behind host's middleware,
+// which verifies tokens with tokens, and with its ops endpoints. It returns
+// the routes, which hold the ops endpoints once Handler is called.
+func hosted(svc *inventory.Service, tokens *auth.Signer) (*http.ServeMux, *host.Service) {
+	mux := inventoryhttp.Routes(svc)
+	h := &host.Service{
+		Name:     "inventory",
+		Log:      slog.New(slog.DiscardHandler),
+		Routes:   mux,
+		Health:   web.NewHealth(),
+		Metrics:  web.NewMetrics("inventory"),
+		Verifier: auth.NewVerifier(tokens),
+	}
+	return mux, h
+}
+
+func newSigner(t *testing.T) *auth.Signer {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth.NewSigner(key, time.Hour)
+}
+
+// TestOpenAPIDescribesExactlyTheRoutes keeps the document and the routes in
 // step: every route is documented, nothing else is, and exactly the
 // internal ones are tagged "internal".
 func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
-	routes := []string{
-		"GET /api/v1/inventory",
-		"GET /api/v1/inventory/reservations",
-		"GET /api/v1/inventory/{product_id}",
-		"PUT /api/v1/inventory/{product_id}",
-		"POST /internal/v1/reservations",
-		"POST /internal/v1/reservations/{order_id}/commit",
-		"POST /internal/v1/reservations/{order_id}/release",
-		"GET /openapi.yaml",
+	loadContract(t) // the document is valid
+	doc, err := openapi3.NewLoader().LoadFromData(inventoryhttp.OpenAPI)
+	if err != nil {
+		t.Fatalf("loading openapi.yaml: %v", err)
 	}
-	doc := loadDoc(t)
 	if doc.OpenAPI != "3.0.3" {
 		t.Errorf("openapi version: got %q, want 3.0.3", doc.OpenAPI)
 	}
@@ -535,16 +598,17 @@ func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
 			}
 		}
 	}
+	want := slices.Clone(surface)
 	slices.Sort(documented)
-	slices.Sort(routes)
-	if !slices.Equal(documented, routes) {
-		t.Errorf("documented operations:\n got %v\nwant %v", documented, routes)
+	slices.Sort(want)
+	if !slices.Equal(documented, want) {
+		t.Errorf("documented operations:\n got %v\nwant %v", documented, want)
 	}
-	mux := inventoryhttp.Routes(nil)
-	for _, route := range routes {
+	mux, h := hosted(nil, newSigner(t))
+	h.Handler()
+	for _, route := range surface {
 		method, path, _ := strings.Cut(route, " ")
-		path = strings.NewReplacer("{product_id}", "p1", "{order_id}", "o1").Replace(path)
-		if _, pattern := mux.Handler(httptest.NewRequest(method, path, nil)); pattern != route {
+		if _, pattern := mux.Handler(httptest.NewRequest(method, examplePath.Replace(path), nil)); pattern != route {
 			t.Errorf("%s: routed to pattern %q, want %q", route, pattern, route)
 		}
 	}
@@ -553,4 +617,49 @@ func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
 			t.Errorf("schema %s: additionalProperties must be false", name)
 		}
 	}
+}
+
+// TestServedAsTheShopServesIt checks, against the document, what only the
+// shop's middleware adds: health, readiness and metrics, and the 401 that a
+// bad Authorization header gets on every route, public and internal ones
+// included.
+func TestServedAsTheShopServesIt(t *testing.T) {
+	tokens := newSigner(t)
+	_, h := hosted(newService(t), tokens)
+	h.Health.SetReady(true)
+	s := &server{mux: h.Handler(), doc: loadContract(t)}
+	send := func(method, path, authorization string) *httptest.ResponseRecorder {
+		t.Helper()
+		req := httptest.NewRequest(method, path, nil)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		return s.send(t, nil, req)
+	}
+	wantCode := func(rec *httptest.ResponseRecorder, route string, want int) {
+		t.Helper()
+		if rec.Code != want {
+			t.Errorf("%s: got %d, want %d; body %s", route, rec.Code, want, rec.Body)
+		}
+	}
+
+	for _, path := range []string{"/healthz", "/ready", "/metrics", "/openapi.yaml"} {
+		wantCode(send("GET", path, ""), path, http.StatusOK)
+	}
+	admin, _, err := tokens.Sign("admin-1", auth.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(send("GET", "/api/v1/inventory", "Bearer "+admin), "a valid token", http.StatusOK)
+	for _, route := range surface {
+		method, path, _ := strings.Cut(route, " ")
+		for _, bad := range []string{"Bearer not-a-token", "Basic YTpi"} {
+			wantStatus(t, send(method, examplePath.Replace(path), bad), http.StatusUnauthorized)
+		}
+	}
+
+	h.Health.Add("db", func(context.Context) error { return errors.New("disk on fire") })
+	wantCode(send("GET", "/healthz", ""), "/healthz with a check down", http.StatusServiceUnavailable)
+	h.Health.SetReady(false)
+	wantCode(send("GET", "/ready", ""), "/ready while draining", http.StatusServiceUnavailable)
 }

@@ -3,7 +3,6 @@ package orderhttp
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/microshop/microshop/internal/auth"
@@ -38,18 +37,15 @@ func view(o orders.Order) orderView {
 	}
 }
 
-type pageView struct {
-	Items []orderView `json:"items"`
-	Next  string      `json:"next"`
-}
-
-func pageOf(p orders.Page) pageView {
-	out := pageView{Items: make([]orderView, 0, len(p.Orders)), Next: p.Next}
-	for _, o := range p.Orders {
-		out.Items = append(out.Items, view(o))
-	}
-	return out
-}
+// Listing bounds. A zero default lets orders.Service pick its own page
+// size (50, as the document says), so the two cannot drift apart.
+const (
+	defaultPageLimit = 0
+	maxPageLimit     = 1000
+	// maxCursorLen bounds ?after=: the cursors this API hands out are order
+	// ids, uuids of 36 characters.
+	maxCursorLen = 64
+)
 
 // placeRequest is the checkout body; payment is an object so that more ways
 // to pay can be added without breaking v1.
@@ -148,7 +144,7 @@ func (h *handlers) listUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) list(w http.ResponseWriter, r *http.Request, userID string) {
-	after, limit, err := paging(r)
+	after, limit, err := pageParams(r)
 	if err != nil {
 		web.Error(w, r, err)
 		return
@@ -158,7 +154,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request, userID string) {
 		web.Error(w, r, err)
 		return
 	}
-	web.JSON(w, http.StatusOK, pageOf(page))
+	web.JSON(w, http.StatusOK, web.PageOf(page.Orders, page.Next, view))
 }
 
 func (h *handlers) listAll(w http.ResponseWriter, r *http.Request) {
@@ -166,7 +162,7 @@ func (h *handlers) listAll(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	after, limit, err := paging(r)
+	after, limit, err := pageParams(r)
 	if err != nil {
 		web.Error(w, r, err)
 		return
@@ -176,20 +172,17 @@ func (h *handlers) listAll(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	web.JSON(w, http.StatusOK, pageOf(page))
+	web.JSON(w, http.StatusOK, web.PageOf(page.Orders, page.Next, view))
 }
 
-// paging reads ?after= and ?limit= (1 to 1000).
-func paging(r *http.Request) (after string, limit int, err error) {
-	q := r.URL.Query()
-	if s := q.Get("limit"); s != "" {
-		limit, err = strconv.Atoi(s)
-		if err != nil || limit < 1 || limit > 1000 {
-			return "", 0, fail.New(fail.Invalid, "limit must be 1 to 1000")
-		}
+// pageParams reads ?after= and ?limit= of a listing. The store takes any
+// cursor, so one longer than an order id is refused here.
+func pageParams(r *http.Request) (after string, limit int, err error) {
+	after, limit, err = web.PageParams(r, defaultPageLimit, maxPageLimit)
+	if err != nil {
+		return "", 0, err
 	}
-	after = q.Get("after")
-	if len(after) > 64 {
+	if len(after) > maxCursorLen {
 		return "", 0, fail.New(fail.Invalid, "after is not a cursor this API gave")
 	}
 	return after, limit, nil

@@ -2,8 +2,6 @@ package paymenthttp
 
 import (
 	"net/http"
-	"net/url"
-	"strconv"
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/fail"
@@ -42,12 +40,16 @@ type paymentView struct {
 	DeclineReason string          `json:"decline_reason,omitempty"`
 }
 
-func summaryOf(p payments.Payment, admin bool) any {
-	s := paymentSummary{ID: p.ID, OrderID: p.OrderID, AmountCents: p.AmountCents, Status: p.Status}
-	if admin {
-		return paymentAdminSummary{paymentSummary: s, UserID: p.UserID, Currency: p.Currency}
+// summariesFor returns how the caller sees each payment of a listing: as an
+// admin's summary or a customer's.
+func summariesFor(caller auth.Principal) func(payments.Payment) any {
+	return func(p payments.Payment) any {
+		s := paymentSummary{ID: p.ID, OrderID: p.OrderID, AmountCents: p.AmountCents, Status: p.Status}
+		if caller.IsAdmin() {
+			return paymentAdminSummary{paymentSummary: s, UserID: p.UserID, Currency: p.Currency}
+		}
+		return s
 	}
-	return s
 }
 
 func viewOf(p payments.Payment) paymentView {
@@ -65,17 +67,16 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	q := r.URL.Query()
-	limit, err := parseLimit(q)
+	after, limit, err := web.PageParams(r, payments.DefaultLimit, payments.MaxLimit)
 	if err != nil {
 		web.Error(w, r, err)
 		return
 	}
-	if q.Has("order_id") {
+	if q := r.URL.Query(); q.Has("order_id") {
 		h.listOrder(w, r, p, q.Get("order_id"))
 		return
 	}
-	lq := payments.ListQuery{After: q.Get("after"), Limit: limit}
+	lq := payments.ListQuery{After: after, Limit: limit}
 	if !p.IsAdmin() {
 		if p.Subject == "" { // an empty user filter would mean everyone's
 			web.Error(w, r, fail.New(fail.Forbidden, "not allowed to list payments"))
@@ -88,39 +89,24 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	items := make([]any, 0, len(page.Items))
-	for _, pay := range page.Items {
-		items = append(items, summaryOf(pay, p.IsAdmin()))
-	}
-	web.JSON(w, http.StatusOK, map[string]any{"items": items, "next": page.Next})
+	web.JSON(w, http.StatusOK, web.PageOf(page.Items, page.Next, summariesFor(p)))
 }
 
+// listOrder answers the page of one order's payment: empty when it has none,
+// or when the caller may not see it.
 func (h *handlers) listOrder(w http.ResponseWriter, r *http.Request, p auth.Principal, orderID string) {
-	items := []any{}
+	var seen []payments.Payment
 	pay, err := h.svc.ByOrder(r.Context(), orderID)
 	switch {
 	case err == nil:
 		if p.CanAccess(pay.UserID) {
-			items = append(items, summaryOf(pay, p.IsAdmin()))
+			seen = append(seen, pay)
 		}
 	case !fail.Is(err, fail.NotFound):
 		web.Error(w, r, err)
 		return
 	}
-	web.JSON(w, http.StatusOK, map[string]any{"items": items})
-}
-
-// parseLimit reads ?limit=, which is DefaultLimit when absent; the service
-// checks its range.
-func parseLimit(q url.Values) (int, error) {
-	if !q.Has("limit") {
-		return payments.DefaultLimit, nil
-	}
-	n, err := strconv.Atoi(q.Get("limit"))
-	if err != nil {
-		return 0, fail.New(fail.Invalid, "limit must be a whole number from 1 to %d", payments.MaxLimit)
-	}
-	return n, nil
+	web.JSON(w, http.StatusOK, web.PageOf(seen, "", summariesFor(p)))
 }
 
 // charge answers POST /internal/v1/charges: 201 with a new payment, captured

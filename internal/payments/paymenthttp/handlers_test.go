@@ -1,7 +1,6 @@
 package paymenthttp_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,12 +57,27 @@ type response struct {
 	body   map[string]any
 }
 
-// do sends one request through the real routes, as p when p is not nil.
+// do sends one request through the real routes, as p when p is not nil,
+// with a JSON body (none when empty).
 func do(t *testing.T, routes http.Handler, p *auth.Principal, method, target, body string) response {
 	t.Helper()
 	r := httptest.NewRequest(method, target, strings.NewReader(body))
 	if body != "" {
 		r.Header.Set("Content-Type", "application/json")
+	}
+	return send(t, routes, p, r, body)
+}
+
+// send serves r, which carries body, as p when p is not nil, and fails the
+// test if the exchange is not one the OpenAPI document allows: an
+// undocumented route or status, a body that does not fit its schema, or a
+// request the document forbids that was not refused.
+func send(t *testing.T, routes http.Handler, p *auth.Principal, r *http.Request, body string) response {
+	t.Helper()
+	if p != nil {
+		// The principal stands for a token the middleware verified; the
+		// document only sees that one was sent.
+		r.Header.Set("Authorization", "Bearer verified-by-the-middleware")
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p != nil {
@@ -73,10 +87,13 @@ func do(t *testing.T, routes http.Handler, p *auth.Principal, method, target, bo
 	})
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
+	if err := loadContract(t).Check(r, []byte(body), w.Code, w.Header(), w.Body.Bytes()); err != nil {
+		t.Errorf("%v\nbody: %s", err, w.Body)
+	}
 	res := response{status: w.Code, header: w.Header(), raw: w.Body.String()}
 	if strings.Contains(w.Header().Get("Content-Type"), "json") {
 		if err := json.Unmarshal(w.Body.Bytes(), &res.body); err != nil {
-			t.Fatalf("%s %s: body %q is not a JSON object: %v", method, target, w.Body.String(), err)
+			t.Fatalf("%s %s: body %q is not a JSON object: %v", r.Method, r.URL, w.Body.String(), err)
 		}
 	}
 	return res
@@ -257,13 +274,10 @@ func TestCharge(t *testing.T) {
 		http.StatusBadRequest, "unknown field")
 	wantProblem(t, do(t, routes, nil, "POST", "/internal/v1/charges", `{"order_id":`), http.StatusBadRequest, "")
 
-	r := httptest.NewRequest("POST", "/internal/v1/charges", strings.NewReader(chargeBody("order-3", "user-1", 100, "4242424242424242")))
+	plain := chargeBody("order-3", "user-1", 100, "4242424242424242")
+	r := httptest.NewRequest("POST", "/internal/v1/charges", strings.NewReader(plain))
 	r.Header.Set("Content-Type", "text/plain")
-	w := httptest.NewRecorder()
-	routes.ServeHTTP(w, r)
-	if w.Code != http.StatusUnsupportedMediaType {
-		t.Errorf("text/plain body: status %d, want 415", w.Code)
-	}
+	wantProblem(t, send(t, routes, nil, r, plain), http.StatusUnsupportedMediaType, "content type")
 
 	// None of the refused requests left a payment behind.
 	if got := items(t, do(t, routes, admin, "GET", "/api/v1/payments?order_id=order-3", "")); len(got) != 0 {
@@ -301,11 +315,8 @@ func TestRefund(t *testing.T) {
 }
 
 func TestOpenAPIIsServed(t *testing.T) {
-	routes := newRoutes(t)
-	r := httptest.NewRequest("GET", "/openapi.yaml", nil)
-	w := httptest.NewRecorder()
-	routes.ServeHTTP(w, r)
-	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), paymenthttp.OpenAPI) || len(paymenthttp.OpenAPI) == 0 {
-		t.Fatalf("GET /openapi.yaml = %d with %d bytes, want 200 and the embedded document", w.Code, w.Body.Len())
+	res := do(t, newRoutes(t), nil, "GET", "/openapi.yaml", "")
+	if res.status != http.StatusOK || res.raw != string(paymenthttp.OpenAPI) || len(paymenthttp.OpenAPI) == 0 {
+		t.Fatalf("GET /openapi.yaml = %d with %d bytes, want 200 and the embedded document", res.status, len(res.raw))
 	}
 }

@@ -2,8 +2,6 @@ package shippinghttp
 
 import (
 	"net/http"
-	"net/url"
-	"strconv"
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/fail"
@@ -48,12 +46,16 @@ type shipmentView struct {
 	Address *address        `json:"address,omitempty"`
 }
 
-func summaryOf(sh shipping.Shipment, admin bool) any {
-	s := shipmentSummary{ID: sh.ID, OrderID: sh.OrderID, Status: sh.Status}
-	if admin {
-		return shipmentAdminSummary{shipmentSummary: s, UserID: sh.UserID}
+// summariesFor returns how the caller sees each shipment of a listing: as
+// an admin's summary or a customer's.
+func summariesFor(caller auth.Principal) func(shipping.Shipment) any {
+	return func(sh shipping.Shipment) any {
+		s := shipmentSummary{ID: sh.ID, OrderID: sh.OrderID, Status: sh.Status}
+		if caller.IsAdmin() {
+			return shipmentAdminSummary{shipmentSummary: s, UserID: sh.UserID}
+		}
+		return s
 	}
-	return s
 }
 
 func viewOf(sh shipping.Shipment) shipmentView {
@@ -75,17 +77,16 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	q := r.URL.Query()
-	limit, err := parseLimit(q)
+	after, limit, err := web.PageParams(r, shipping.DefaultLimit, shipping.MaxLimit)
 	if err != nil {
 		web.Error(w, r, err)
 		return
 	}
-	if q.Has("order_id") {
+	if q := r.URL.Query(); q.Has("order_id") {
 		h.listOrder(w, r, p, q.Get("order_id"))
 		return
 	}
-	lq := shipping.ListQuery{After: q.Get("after"), Limit: limit}
+	lq := shipping.ListQuery{After: after, Limit: limit}
 	if !p.IsAdmin() {
 		if p.Subject == "" { // an empty user filter would mean everyone's
 			web.Error(w, r, fail.New(fail.Forbidden, "not allowed to list shipments"))
@@ -98,39 +99,24 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	items := make([]any, 0, len(page.Items))
-	for _, sh := range page.Items {
-		items = append(items, summaryOf(sh, p.IsAdmin()))
-	}
-	web.JSON(w, http.StatusOK, map[string]any{"items": items, "next": page.Next})
+	web.JSON(w, http.StatusOK, web.PageOf(page.Items, page.Next, summariesFor(p)))
 }
 
+// listOrder answers the page of one order's shipment: empty when it has none,
+// or when the caller may not see it.
 func (h *handlers) listOrder(w http.ResponseWriter, r *http.Request, p auth.Principal, orderID string) {
-	items := []any{}
+	var seen []shipping.Shipment
 	sh, err := h.svc.ByOrder(r.Context(), orderID)
 	switch {
 	case err == nil:
 		if p.CanAccess(sh.UserID) {
-			items = append(items, summaryOf(sh, p.IsAdmin()))
+			seen = append(seen, sh)
 		}
 	case !fail.Is(err, fail.NotFound):
 		web.Error(w, r, err)
 		return
 	}
-	web.JSON(w, http.StatusOK, map[string]any{"items": items})
-}
-
-// parseLimit reads ?limit=, which is DefaultLimit when absent; the service
-// checks its range.
-func parseLimit(q url.Values) (int, error) {
-	if !q.Has("limit") {
-		return shipping.DefaultLimit, nil
-	}
-	n, err := strconv.Atoi(q.Get("limit"))
-	if err != nil {
-		return 0, fail.New(fail.Invalid, "limit must be a whole number from 1 to %d", shipping.MaxLimit)
-	}
-	return n, nil
+	web.JSON(w, http.StatusOK, web.PageOf(seen, "", summariesFor(p)))
 }
 
 // schedule answers POST /internal/v1/shipments: 201 with a new shipment, 200

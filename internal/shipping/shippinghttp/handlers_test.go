@@ -1,7 +1,6 @@
 package shippinghttp_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -28,6 +27,12 @@ const home = `{"name":"Ada Lovelace","line1":"12 St James's Square","city":"Lond
 
 func newRoutes(t *testing.T) http.Handler {
 	t.Helper()
+	return shippinghttp.Routes(newService(t))
+}
+
+// newService is the shipping service over a real, migrated SQLite store.
+func newService(t *testing.T) *shipping.Service {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "shipping.db"))
 	if err != nil {
@@ -37,7 +42,7 @@ func newRoutes(t *testing.T) http.Handler {
 	if err := db.Migrate(ctx, shipmentdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
-	return shippinghttp.Routes(shipping.NewService(shipmentdb.New(db)))
+	return shipping.NewService(shipmentdb.New(db))
 }
 
 type response struct {
@@ -47,12 +52,27 @@ type response struct {
 	body   map[string]any
 }
 
-// do sends one request through the real routes, as p when p is not nil.
+// do sends one request through the real routes, as p when p is not nil,
+// with a JSON body (none when empty).
 func do(t *testing.T, routes http.Handler, p *auth.Principal, method, target, body string) response {
 	t.Helper()
 	r := httptest.NewRequest(method, target, strings.NewReader(body))
 	if body != "" {
 		r.Header.Set("Content-Type", "application/json")
+	}
+	return send(t, routes, p, r, body)
+}
+
+// send serves r, which carries body, as p when p is not nil, and fails the
+// test if the exchange is not one the OpenAPI document allows: an
+// undocumented route or status, a body that does not fit its schema, or a
+// request the document forbids that was not refused.
+func send(t *testing.T, routes http.Handler, p *auth.Principal, r *http.Request, body string) response {
+	t.Helper()
+	if p != nil {
+		// The principal stands for a token the middleware verified; the
+		// document only sees that one was sent.
+		r.Header.Set("Authorization", "Bearer verified-by-the-middleware")
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p != nil {
@@ -62,10 +82,13 @@ func do(t *testing.T, routes http.Handler, p *auth.Principal, method, target, bo
 	})
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
+	if err := loadContract(t).Check(r, []byte(body), w.Code, w.Header(), w.Body.Bytes()); err != nil {
+		t.Errorf("%v\nbody: %s", err, w.Body)
+	}
 	res := response{status: w.Code, header: w.Header(), raw: w.Body.String()}
 	if strings.Contains(w.Header().Get("Content-Type"), "json") {
 		if err := json.Unmarshal(w.Body.Bytes(), &res.body); err != nil {
-			t.Fatalf("%s %s: body %q is not a JSON object: %v", method, target, w.Body.String(), err)
+			t.Fatalf("%s %s: body %q is not a JSON object: %v", r.Method, r.URL, w.Body.String(), err)
 		}
 	}
 	return res
@@ -235,11 +258,8 @@ func TestCancel(t *testing.T) {
 }
 
 func TestOpenAPIIsServed(t *testing.T) {
-	routes := newRoutes(t)
-	r := httptest.NewRequest("GET", "/openapi.yaml", nil)
-	w := httptest.NewRecorder()
-	routes.ServeHTTP(w, r)
-	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), shippinghttp.OpenAPI) || len(shippinghttp.OpenAPI) == 0 {
-		t.Fatalf("GET /openapi.yaml = %d with %d bytes, want 200 and the embedded document", w.Code, w.Body.Len())
+	res := do(t, newRoutes(t), nil, "GET", "/openapi.yaml", "")
+	if res.status != http.StatusOK || res.raw != string(shippinghttp.OpenAPI) || len(shippinghttp.OpenAPI) == 0 {
+		t.Fatalf("GET /openapi.yaml = %d with %d bytes, want 200 and the embedded document", res.status, len(res.raw))
 	}
 }
