@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 
@@ -76,5 +77,5 @@ func listFrom[T any](ctx context.Context, a APISource, service, path, after stri
 		}
 		after = page.Next
 	}
-	return nil
+	return fmt.Errorf("listing %s: more than %d pages; the audit will not judge on part of the data", path, maxPages)
 }

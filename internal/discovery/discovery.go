@@ -167,8 +167,13 @@ func (c *Client) entry(ctx context.Context, service string) (*cacheEntry, error)
 	}
 	var out Service
 	if err := c.send(req, &out); err != nil {
-		if ok { // the registry is away: keep using what we knew
-			return e, nil
+		if ok { // the registry is away: keep using what we knew, and ask again only after another cache period
+			stale := &cacheEntry{fetched: time.Now(), instances: e.instances}
+			stale.next.Store(e.next.Load())
+			c.mu.Lock()
+			c.entries[service] = stale
+			c.mu.Unlock()
+			return stale, nil
 		}
 		return nil, err
 	}

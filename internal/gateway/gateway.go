@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/fail"
@@ -95,6 +96,12 @@ func NewProxy(resolver Resolver, registryURL string, log *slog.Logger) (*Proxy, 
 // Handler returns the handler for one route.
 func (p *Proxy) Handler(service string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hasDotSegment(r.URL.Path) {
+			// An escaped ../ would be decoded by the service into a path the
+			// route table never allowed, such as an internal one.
+			web.Error(w, r, fail.New(fail.NotFound, "no route for %s", r.URL.EscapedPath()))
+			return
+		}
 		for _, h := range identityHeaders {
 			r.Header.Del(h)
 		}
@@ -116,6 +123,15 @@ func (p *Proxy) Handler(service string) http.Handler {
 }
 
 type serviceKey struct{}
+
+func hasDotSegment(path string) bool {
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	service, _ := r.Context().Value(serviceKey{}).(string)

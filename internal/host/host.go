@@ -37,15 +37,19 @@ type Service struct {
 	// OnListen, when set, learns the bound address before the service is
 	// announced.
 	OnListen func(addr string)
+
+	opsOnce sync.Once
 }
 
 // Handler returns the service's full HTTP handler: ops endpoints and routes
 // behind request ids, panic recovery, security headers, metrics, access logs
-// and token verification.
+// and token verification. It may be called more than once.
 func (s *Service) Handler() http.Handler {
-	s.Routes.HandleFunc("GET /healthz", s.Health.ServeHealthz)
-	s.Routes.HandleFunc("GET /ready", s.Health.ServeReady)
-	s.Routes.Handle("GET /metrics", s.Metrics.Handler())
+	s.opsOnce.Do(func() {
+		s.Routes.HandleFunc("GET /healthz", s.Health.ServeHealthz)
+		s.Routes.HandleFunc("GET /ready", s.Health.ServeReady)
+		s.Routes.Handle("GET /metrics", s.Metrics.Handler())
+	})
 	mw := []web.Middleware{
 		web.RequestID(s.Log),
 		web.Recover,
@@ -74,16 +78,12 @@ func (s *Service) Run(ctx context.Context) error {
 	handler := s.Handler()
 
 	var wg sync.WaitGroup
-	workCtx, stopWork := context.WithCancel(ctx)
+	// Workers outlive ctx until the requests in flight are done: they are
+	// stopped last, in the drain below.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	for _, w := range s.Workers {
 		wg.Go(func() { w(workCtx) })
-	}
-
-	regCtx, stopReg := context.WithCancel(context.Background())
-	if s.Registry != nil {
-		inst := discovery.Instance{ID: s.Name + "-" + addr, Service: s.Name, Address: addr}
-		wg.Go(func() { s.Registry.Keep(regCtx, inst, s.RegistryTTL, s.Health.Ready, s.Log) })
 	}
 
 	serveCtx, stopServe := context.WithCancel(context.Background())
@@ -91,6 +91,13 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { errc <- web.Serve(serveCtx, ln, handler, s.Log) }()
 	s.Health.SetReady(true)
 	s.Log.Info("service ready", slog.String("addr", addr))
+
+	// Announced only once ready, so the first heartbeat already says healthy.
+	regCtx, stopReg := context.WithCancel(context.Background())
+	if s.Registry != nil {
+		inst := discovery.Instance{ID: s.Name + "-" + addr, Service: s.Name, Address: addr}
+		wg.Go(func() { s.Registry.Keep(regCtx, inst, s.RegistryTTL, s.Health.Ready, s.Log) })
+	}
 
 	select {
 	case <-ctx.Done():
