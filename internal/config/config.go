@@ -69,9 +69,14 @@ type Config struct {
 	JWTKeyFile    string // the users service's signing key (PEM, PKCS#8 Ed25519)
 	TokenTTL      time.Duration
 	SagaMode      string
-	LogLevel      slog.Level
-	LogFormat     string // json or text
-	Services      map[string]Service
+	// BrokerURL is the message broker: nats://... (JetStream) or
+	// amqp://... (RabbitMQ). Empty: `up` embeds JetStream, listening on
+	// BrokerAddr, and `serve` connects to nats://BrokerAddr.
+	BrokerURL  string
+	BrokerAddr string
+	LogLevel   slog.Level
+	LogFormat  string // json or text
+	Services   map[string]Service
 }
 
 // Load reads the configuration from getenv, falling back to the KEY=VALUE
@@ -99,6 +104,8 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 		AdminEmail:    get("MICROSHOP_ADMIN_EMAIL", "admin@microshop.local"),
 		AdminPassword: Secret(get("MICROSHOP_ADMIN_PASSWORD", "")),
 		SagaMode:      get("MICROSHOP_SAGA_MODE", SagaOrchestration),
+		BrokerURL:     get("MICROSHOP_BROKER_URL", ""),
+		BrokerAddr:    get("MICROSHOP_BROKER_ADDR", "127.0.0.1:4223"),
 		LogFormat:     get("LOG_FORMAT", ""),
 		Services:      map[string]Service{},
 	}
@@ -147,6 +154,16 @@ func (c Config) validate() error {
 	if !slices.Contains([]string{SagaOrchestration, SagaChoreography, SagaParallel}, c.SagaMode) {
 		errs = append(errs, fmt.Errorf("MICROSHOP_SAGA_MODE %q: want orchestration, choreography or parallel", c.SagaMode))
 	}
+	if c.BrokerURL != "" {
+		if u, err := url.Parse(c.BrokerURL); err != nil || (u.Scheme != "nats" && u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+			errs = append(errs, errors.New("MICROSHOP_BROKER_URL: want nats://host:port or amqp://user:pass@host:port/"))
+		}
+	}
+	if _, port, err := net.SplitHostPort(c.BrokerAddr); err != nil {
+		errs = append(errs, fmt.Errorf("MICROSHOP_BROKER_ADDR %q: %w", c.BrokerAddr, err))
+	} else if port == "4222" {
+		errs = append(errs, errors.New("MICROSHOP_BROKER_ADDR: port 4222 belongs to a standalone NATS server; the embedded broker uses another"))
+	}
 	if c.RegistryTTL < time.Second {
 		errs = append(errs, errors.New("MICROSHOP_REGISTRY_TTL: at least 1s"))
 	}
@@ -178,6 +195,7 @@ func (c Config) Attrs() []slog.Attr {
 		slog.String("admin_email", c.AdminEmail),
 		slog.Any("admin_password", c.AdminPassword),
 		slog.String("saga_mode", c.SagaMode),
+		slog.String("broker", redactURL(c.BrokerURL)),
 	}
 	for _, name := range BusinessServices {
 		attrs = append(attrs, slog.String(name+"_db", redactURL(c.DBURL(name))))

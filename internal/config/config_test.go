@@ -76,3 +76,38 @@ func TestMalformedDotenv(t *testing.T) {
 		t.Errorf("err = %v, want it to name line 1", err)
 	}
 }
+
+func TestBrokerSettings(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string // part of the error; empty means valid
+	}{
+		{map[string]string{}, ""},
+		{map[string]string{"MICROSHOP_BROKER_URL": "nats://127.0.0.1:4222"}, ""},
+		{map[string]string{"MICROSHOP_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/"}, ""},
+		{map[string]string{"MICROSHOP_BROKER_URL": "kafka://127.0.0.1:9092"}, "MICROSHOP_BROKER_URL"},
+		{map[string]string{"MICROSHOP_BROKER_ADDR": "127.0.0.1:4222"}, "4222"},
+		{map[string]string{"MICROSHOP_BROKER_ADDR": "nowhere"}, "MICROSHOP_BROKER_ADDR"},
+	}
+	for _, tt := range tests {
+		_, err := Load(env(tt.env), nil)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: %v, want valid", tt.env, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v: %v, want an error about %s", tt.env, err, tt.want)
+		}
+	}
+}
+
+func TestBrokerPasswordIsRedacted(t *testing.T) {
+	c, err := Load(env(map[string]string{"MICROSHOP_BROKER_URL": "amqp://guest:hunter2@127.0.0.1:5672/"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range c.Attrs() {
+		if strings.Contains(a.Value.String(), "hunter2") {
+			t.Errorf("attribute %s shows the broker password", a.Key)
+		}
+	}
+}
