@@ -13,9 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -31,6 +33,19 @@ const (
 type DB struct {
 	*sql.DB
 	Dialect Dialect
+
+	onCommit atomic.Pointer[func()]
+}
+
+// OnCommit sets fn to run after each transaction this DB commits, e.g. to
+// wake the outbox relay at once instead of at its next poll. fn must not
+// block.
+func (db *DB) OnCommit(fn func()) { db.onCommit.Store(&fn) }
+
+func (db *DB) committed() {
+	if fn := db.onCommit.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 // Open connects to the database at rawURL. An sqlite:// URL (or a plain file
@@ -94,15 +109,14 @@ func redact(rawURL string) string {
 }
 
 // Migrate applies every migration in migrations/<dialect> of fsys that has not
-// been applied yet.
-func (db *DB) Migrate(ctx context.Context, migrations fs.FS) error {
-	sub, err := fs.Sub(migrations, "migrations/"+string(db.Dialect))
+// been applied yet. By default the applied versions are kept in goose's own
+// table; a building block that ships its own migration set next to a
+// service's passes VersionTable, so that the two sets count their versions
+// apart.
+func (db *DB) Migrate(ctx context.Context, migrations fs.FS, opts ...MigrateOption) error {
+	p, err := db.provider(migrations, opts)
 	if err != nil {
-		return fmt.Errorf("finding %s migrations: %w", db.Dialect, err)
-	}
-	p, err := goose.NewProvider(gooseDialect(db.Dialect), db.DB, sub)
-	if err != nil {
-		return fmt.Errorf("preparing migrations: %w", err)
+		return err
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("applying migrations: %w", err)
@@ -111,19 +125,52 @@ func (db *DB) Migrate(ctx context.Context, migrations fs.FS) error {
 }
 
 // MigrateDown rolls every migration back; tests use it to prove each can be undone.
-func (db *DB) MigrateDown(ctx context.Context, migrations fs.FS) error {
-	sub, err := fs.Sub(migrations, "migrations/"+string(db.Dialect))
+func (db *DB) MigrateDown(ctx context.Context, migrations fs.FS, opts ...MigrateOption) error {
+	p, err := db.provider(migrations, opts)
 	if err != nil {
-		return fmt.Errorf("finding %s migrations: %w", db.Dialect, err)
-	}
-	p, err := goose.NewProvider(gooseDialect(db.Dialect), db.DB, sub)
-	if err != nil {
-		return fmt.Errorf("preparing migrations: %w", err)
+		return err
 	}
 	if _, err := p.DownTo(ctx, 0); err != nil {
 		return fmt.Errorf("rolling back migrations: %w", err)
 	}
 	return nil
+}
+
+// MigrateOption changes how Migrate and MigrateDown keep their books.
+type MigrateOption func(*migrateConfig)
+
+type migrateConfig struct{ versionTable string }
+
+// VersionTable keeps a migration set's applied versions in the named table
+// instead of goose's default one.
+func VersionTable(name string) MigrateOption {
+	return func(c *migrateConfig) { c.versionTable = name }
+}
+
+func (db *DB) provider(migrations fs.FS, opts []MigrateOption) (*goose.Provider, error) {
+	var cfg migrateConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	sub, err := fs.Sub(migrations, "migrations/"+string(db.Dialect))
+	if err != nil {
+		return nil, fmt.Errorf("finding %s migrations: %w", db.Dialect, err)
+	}
+	var p *goose.Provider
+	if cfg.versionTable == "" {
+		p, err = goose.NewProvider(gooseDialect(db.Dialect), db.DB, sub)
+	} else {
+		var store database.Store
+		store, err = database.NewStore(database.Dialect(gooseDialect(db.Dialect)), cfg.versionTable)
+		if err != nil {
+			return nil, fmt.Errorf("preparing migration table %s: %w", cfg.versionTable, err)
+		}
+		p, err = goose.NewProvider(goose.DialectCustom, db.DB, sub, goose.WithStore(store))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("preparing migrations: %w", err)
+	}
+	return p, nil
 }
 
 func gooseDialect(d Dialect) goose.Dialect {
@@ -133,23 +180,6 @@ func gooseDialect(d Dialect) goose.Dialect {
 	}
 }
 
-// InTx runs fn in a transaction, committing if it returns nil and rolling
-// back otherwise.
-func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("beginning transaction: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing transaction: %w", err)
-	}
-	return nil
-}
-
 // Ping is a health check that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.PingContext(ctx) }
 
@@ -157,4 +187,22 @@ func (db *DB) Ping(ctx context.Context) error { return db.PingContext(ctx) }
 // any supported dialect.
 func IsUniqueViolation(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// stampLayout is RFC 3339 in UTC with all nine fractional digits, so that
+// stamps compare as text in the order of the times they stand for (the
+// trimmed RFC3339Nano does not: "05Z" sorts after "05.1Z").
+const stampLayout = "2006-01-02T15:04:05.000000000Z"
+
+// Stamp formats t for a TEXT column: RFC 3339 in UTC, fixed width, so that
+// a range or an ORDER BY on the column follows time.
+func Stamp(t time.Time) string { return t.UTC().Format(stampLayout) }
+
+// ParseStamp reads a time written by Stamp (or any RFC 3339 time).
+func ParseStamp(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading time %q: %w", s, err)
+	}
+	return t, nil
 }

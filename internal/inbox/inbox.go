@@ -1,0 +1,337 @@
+// Package inbox makes event consumers idempotent and keeps what they cannot
+// process: each event's id is recorded per consumer group in the transaction
+// of its effect, so a redelivered or duplicated event changes nothing, and a
+// delivery the broker gives up on is stored as a dead letter that an admin
+// can list and replay.
+//
+// Its tables (inbox, dead_letters) are part of the messaging migration set
+// that package outbox owns: apply them with outbox.Migrate.
+package inbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/microshop/microshop/internal/bus"
+	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/sqldb"
+)
+
+// Func applies one event. It runs with the inbox's transaction in its
+// context (db.ExecContext, db.InTx and outbox.Add called with that context
+// join it), so its effect commits together with the record that the event
+// was applied, or neither does. Returning an error undoes both and asks the
+// broker for a redelivery. It holds the database's write transaction while it
+// runs, so it should not wait on other services.
+type Func func(ctx context.Context, e event.Event) error
+
+// Inbox is one service database's inbox and dead letters.
+type Inbox struct {
+	db  *sqldb.DB
+	log *slog.Logger
+
+	mu       sync.Mutex
+	handlers map[string]Func // by consumer group, for replays
+
+	applied     *prometheus.CounterVec
+	duplicates  *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+}
+
+// New returns the inbox of db, whose messaging migrations must have been
+// applied. service labels its metrics (empty for none); log (nil discards)
+// records dead letters.
+func New(db *sqldb.DB, service string, log *slog.Logger) *Inbox {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	labels := prometheus.Labels{}
+	if service != "" {
+		labels["service"] = service
+	}
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, []string{"group"})
+	}
+	return &Inbox{
+		db: db, log: log, handlers: map[string]Func{},
+		applied:     counter("inbox_applied_total", "Events a consumer group applied."),
+		duplicates:  counter("inbox_duplicates_total", "Deliveries of events a consumer group had already applied, dropped."),
+		deadLetters: counter("dead_letters_total", "Deliveries a consumer group gave up on, stored as dead letters."),
+	}
+}
+
+// Collectors returns the inbox's metrics for the service's registry.
+func (in *Inbox) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{in.applied, in.duplicates, in.deadLetters}
+}
+
+// Handle returns the bus handler of consumer group: each delivery runs h
+// exactly once per event id, in one transaction with the record of it;
+// a delivery of an event the group has applied already is acknowledged
+// and changes nothing. h is also what replays the group's dead letters.
+//
+// A group is one consumer: Handle panics if the group has a handler
+// already, because two handlers sharing one group's records would each
+// take the other's events for duplicates.
+func (in *Inbox) Handle(group string, h Func) bus.Handler {
+	if group == "" || h == nil {
+		panic("inbox: Handle needs a group and a handler")
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if _, dup := in.handlers[group]; dup {
+		panic(fmt.Sprintf("inbox: group %q already has a handler", group))
+	}
+	in.handlers[group] = h
+	return func(ctx context.Context, d bus.Delivery) error {
+		return in.db.Atomic(ctx, func(ctx context.Context) error {
+			return in.apply(ctx, group, d.Event, h)
+		})
+	}
+}
+
+// apply records e for group in ctx's transaction and runs h, unless the
+// group has applied e already.
+func (in *Inbox) apply(ctx context.Context, group string, e event.Event, h Func) error {
+	if err := e.Validate(); err != nil {
+		// Without an id there is nothing to deduplicate by; the broker
+		// retries and, in the end, dead-letters it.
+		return fmt.Errorf("refusing event: %w", err)
+	}
+	res, err := in.db.ExecContext(ctx,
+		`INSERT INTO inbox (consumer_group, event_id, applied_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		group, e.ID, sqldb.Stamp(time.Now()))
+	if err != nil {
+		return fmt.Errorf("recording event %s for %s: %w", e.ID, group, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("recording event %s for %s: %w", e.ID, group, err)
+	}
+	if n == 0 {
+		in.duplicates.WithLabelValues(group).Inc()
+		return nil
+	}
+	if err := h(ctx, e); err != nil {
+		return fmt.Errorf("applying %s %s for %s: %w", e.Type, e.ID, group, err)
+	}
+	in.applied.WithLabelValues(group).Inc()
+	return nil
+}
+
+// DeadLetters returns the dead-letter handler of consumer group: it stores
+// the delivery with its last error, once however often the broker hands the
+// same one over. Until it is stored, it returns an error, so that the broker
+// keeps the delivery rather than lose it.
+func (in *Inbox) DeadLetters(group string) bus.DeadLetterHandler {
+	return func(ctx context.Context, d bus.Delivery, raw []byte, cause error) error {
+		dl := DeadLetter{
+			ID: uuid.Must(uuid.NewV7()).String(), Group: group, Attempts: d.Attempt,
+			Error: "unknown error", CreatedAt: time.Now().UTC(),
+		}
+		if cause != nil {
+			dl.Error = cause.Error()
+		}
+		var envelope, rawCol any // NULL unless set
+		if d.Event.ID != "" {
+			ev := d.Event
+			b, err := json.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("encoding dead letter %s: %w", ev.ID, err)
+			}
+			dl.EventID, dl.Topic, dl.Type, dl.Event = ev.ID, ev.Topic, ev.Type, &ev
+			envelope = string(b)
+		} else {
+			dl.Raw = raw
+			rawCol = raw
+		}
+		if err := in.store(ctx, dl, dedupKey(d.Event, raw), envelope, rawCol); err != nil {
+			return err
+		}
+		in.log.WarnContext(ctx, "event dead-lettered", slog.String("group", group), slog.String("event_id", dl.EventID),
+			slog.String("type", dl.Type), slog.Int("attempts", dl.Attempts), slog.String("err", dl.Error))
+		return nil
+	}
+}
+
+// dedupKey names a delivery so that handing the same one over again finds
+// its dead letter: the event id, or a hash of bytes that were no event.
+func dedupKey(e event.Event, raw []byte) string {
+	if e.ID != "" {
+		return e.ID
+	}
+	sum := sha256.Sum256(raw)
+	return "raw:" + hex.EncodeToString(sum[:])
+}
+
+// store inserts a dead letter, or refreshes the one stored for the same
+// delivery before, which then waits for a replay again.
+func (in *Inbox) store(ctx context.Context, dl DeadLetter, key string, envelope, raw any) error {
+	_, err := in.db.ExecContext(ctx, `INSERT INTO dead_letters
+		(id, consumer_group, dedup_key, event_id, topic, type, envelope, raw, error, attempts, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		dl.ID, dl.Group, key, dl.EventID, dl.Topic, dl.Type, envelope, raw, dl.Error, dl.Attempts, sqldb.Stamp(dl.CreatedAt))
+	if err == nil {
+		in.deadLetters.WithLabelValues(dl.Group).Inc()
+		return nil
+	}
+	if !sqldb.IsUniqueViolation(err) {
+		return fmt.Errorf("storing dead letter for %s: %w", dl.Group, err)
+	}
+	if _, err := in.db.ExecContext(ctx,
+		`UPDATE dead_letters SET error = ?, attempts = ?, replayed_at = NULL WHERE consumer_group = ? AND dedup_key = ?`,
+		dl.Error, dl.Attempts, dl.Group, key); err != nil {
+		return fmt.Errorf("updating dead letter for %s: %w", dl.Group, err)
+	}
+	return nil
+}
+
+// DeadLetter is a delivery a consumer group gave up on.
+type DeadLetter struct {
+	ID         string
+	Group      string
+	EventID    string // empty if the delivery was no readable event
+	Topic      string
+	Type       string
+	Error      string // the last attempt's error
+	Attempts   int
+	CreatedAt  time.Time
+	ReplayedAt time.Time    // zero until replayed
+	Event      *event.Event // nil if the delivery was no readable event
+	Raw        []byte       // the bytes as delivered, when they were no event
+}
+
+// Replayed reports whether the dead letter has been replayed.
+func (dl DeadLetter) Replayed() bool { return !dl.ReplayedAt.IsZero() }
+
+const deadLetterColumns = `id, consumer_group, event_id, topic, type, envelope, raw, error, attempts, created_at, replayed_at`
+
+// List returns up to limit dead letters after the one whose id is after
+// (empty for the first page), oldest first, and the cursor of the next page
+// (empty on the last).
+func (in *Inbox) List(ctx context.Context, after string, limit int) ([]DeadLetter, string, error) {
+	if limit < 1 {
+		return nil, "", fail.New(fail.Invalid, "limit must be at least 1")
+	}
+	rows, err := in.db.QueryContext(ctx,
+		`SELECT `+deadLetterColumns+` FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?`, after, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("listing dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []DeadLetter
+	for rows.Next() {
+		dl, err := scan(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, dl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("listing dead letters: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+// Get returns one dead letter, or fail.NotFound.
+func (in *Inbox) Get(ctx context.Context, id string) (DeadLetter, error) {
+	dl, err := scan(in.db.QueryRowContext(ctx, `SELECT `+deadLetterColumns+` FROM dead_letters WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return DeadLetter{}, fail.New(fail.NotFound, "dead letter not found")
+	}
+	return dl, err
+}
+
+// Replay runs a dead letter's event through its group's handler again, by
+// the same path as a delivery (so an event the group has applied since is
+// not applied twice), and marks it replayed in the same transaction. A
+// replay that fails leaves the dead letter waiting, with the new error; a
+// dead letter that holds no readable event, or whose group has no handler in
+// this process, cannot be replayed (fail.Conflict).
+func (in *Inbox) Replay(ctx context.Context, id string) (DeadLetter, error) {
+	dl, err := in.Get(ctx, id)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	if dl.Event == nil {
+		return DeadLetter{}, fail.New(fail.Conflict, "dead letter %s holds no readable event and cannot be replayed", id)
+	}
+	in.mu.Lock()
+	h, ok := in.handlers[dl.Group]
+	in.mu.Unlock()
+	if !ok {
+		return DeadLetter{}, fail.New(fail.Conflict, "no consumer of group %q runs here to replay dead letter %s", dl.Group, id)
+	}
+	now := time.Now().UTC()
+	err = in.db.Atomic(ctx, func(ctx context.Context) error {
+		if err := in.apply(ctx, dl.Group, *dl.Event, h); err != nil {
+			return err
+		}
+		_, err := in.db.ExecContext(ctx, `UPDATE dead_letters SET replayed_at = COALESCE(replayed_at, ?) WHERE id = ?`,
+			sqldb.Stamp(now), id)
+		if err != nil {
+			return fmt.Errorf("marking dead letter %s replayed: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		if _, uerr := in.db.ExecContext(ctx, `UPDATE dead_letters SET error = ?, attempts = attempts + 1 WHERE id = ?`,
+			err.Error(), id); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("recording the failed replay: %w", uerr))
+		}
+		return DeadLetter{}, fail.Wrap(fail.Conflict, err, "replaying dead letter %s failed; it stays in the queue", id)
+	}
+	return in.Get(ctx, id)
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scan(s scanner) (DeadLetter, error) {
+	var (
+		dl       DeadLetter
+		envelope sql.NullString
+		created  string
+		replayed sql.NullString
+	)
+	if err := s.Scan(&dl.ID, &dl.Group, &dl.EventID, &dl.Topic, &dl.Type, &envelope, &dl.Raw, &dl.Error,
+		&dl.Attempts, &created, &replayed); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return DeadLetter{}, err
+		}
+		return DeadLetter{}, fmt.Errorf("reading dead letter: %w", err)
+	}
+	var err error
+	if dl.CreatedAt, err = sqldb.ParseStamp(created); err != nil {
+		return DeadLetter{}, fmt.Errorf("reading dead letter %s: %w", dl.ID, err)
+	}
+	if replayed.Valid {
+		if dl.ReplayedAt, err = sqldb.ParseStamp(replayed.String); err != nil {
+			return DeadLetter{}, fmt.Errorf("reading dead letter %s: %w", dl.ID, err)
+		}
+	}
+	if envelope.Valid {
+		var e event.Event
+		if err := json.Unmarshal([]byte(envelope.String), &e); err != nil {
+			return DeadLetter{}, fmt.Errorf("reading dead letter %s: %w", dl.ID, err)
+		}
+		dl.Event = &e
+	}
+	return dl, nil
+}

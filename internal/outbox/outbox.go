@@ -1,0 +1,145 @@
+// Package outbox is the transactional outbox: a service writes the events of
+// a state change into its own database in the transaction of that change, and
+// a relay publishes them to the broker afterwards, so that every committed
+// event is published at least once and no event of a rolled-back change ever
+// is.
+//
+// The package also owns the schema of the consuming side (the inbox and the
+// dead letters, used by package inbox): every service that takes part in
+// messaging applies one migration set, with Migrate.
+package outbox
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/sqldb"
+)
+
+// Migrations holds the messaging tables, one folder per SQL dialect: the
+// outbox and its relay lease (00001), the inbox and the dead letters (00002).
+//
+//go:embed migrations
+var Migrations embed.FS
+
+// VersionTable keeps the messaging migrations' versions apart from the
+// service's own, so the two sets can be numbered and applied independently.
+const VersionTable = "goose_messaging"
+
+// Migrate applies the messaging migrations to db, next to whatever
+// migrations the service has applied of its own.
+func Migrate(ctx context.Context, db *sqldb.DB) error {
+	if err := db.Migrate(ctx, Migrations, sqldb.VersionTable(VersionTable)); err != nil {
+		return fmt.Errorf("migrating messaging tables: %w", err)
+	}
+	return nil
+}
+
+// MigrateDown rolls the messaging migrations back; tests use it to prove
+// each can be undone.
+func MigrateDown(ctx context.Context, db *sqldb.DB) error {
+	if err := db.MigrateDown(ctx, Migrations, sqldb.VersionTable(VersionTable)); err != nil {
+		return fmt.Errorf("rolling back messaging tables: %w", err)
+	}
+	return nil
+}
+
+// ErrNoTransaction is returned by Add called without a transaction of db in
+// its context: the events would be stored whether or not the state change
+// they announce commits, which is the bug the outbox exists to prevent.
+var ErrNoTransaction = errors.New("outbox.Add needs the state change's transaction in its context (run it in db.Atomic, or db.WithTx in an InTx callback)")
+
+// Add stores events in the outbox within db's ambient transaction in ctx,
+// so that they commit with the caller's state change or not at all. Each
+// event must be a valid envelope with an id of its own; the relay publishes
+// them in the order they were added.
+func Add(ctx context.Context, db *sqldb.DB, events ...event.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if _, ok := db.TxFrom(ctx); !ok {
+		return ErrNoTransaction
+	}
+	now := sqldb.Stamp(time.Now())
+	for _, e := range events {
+		if err := e.Validate(); err != nil {
+			return fmt.Errorf("adding event to the outbox: %w", err)
+		}
+		envelope, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encoding event %s: %w", e.ID, err)
+		}
+		if _, err := db.ExecContext(ctx,
+			`INSERT INTO outbox (event_id, topic, type, envelope, created_at) VALUES (?, ?, ?, ?, ?)`,
+			e.ID, e.Topic, e.Type, string(envelope), now); err != nil {
+			if sqldb.IsUniqueViolation(err) {
+				return fmt.Errorf("adding event %s to the outbox: an event with this id is already there: %w", e.ID, err)
+			}
+			return fmt.Errorf("adding event %s to the outbox: %w", e.ID, err)
+		}
+	}
+	return nil
+}
+
+// Backlog is what the relay has yet to publish.
+type Backlog struct {
+	Count  int       // unpublished events
+	Oldest time.Time // when the oldest of them was added; zero if none
+}
+
+// Lag is how long the oldest unpublished event has waited at now.
+func (b Backlog) Lag(now time.Time) time.Duration {
+	if b.Count == 0 || b.Oldest.IsZero() {
+		return 0
+	}
+	return max(now.Sub(b.Oldest), 0)
+}
+
+// Pending reports db's outbox backlog, for health checks, metrics and the
+// console.
+func Pending(ctx context.Context, db *sqldb.DB) (Backlog, error) {
+	var (
+		b      Backlog
+		oldest *string
+	)
+	if err := db.QueryRowContext(ctx,
+		`SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL`).Scan(&b.Count, &oldest); err != nil {
+		return Backlog{}, fmt.Errorf("measuring the outbox backlog: %w", err)
+	}
+	if oldest != nil {
+		t, err := sqldb.ParseStamp(*oldest)
+		if err != nil {
+			return Backlog{}, fmt.Errorf("measuring the outbox backlog: %w", err)
+		}
+		b.Oldest = t
+	}
+	return b, nil
+}
+
+// Purge deletes the events published before cutoff, a bounded batch at a
+// time so a large purge does not hold the database for long, and reports how
+// many it deleted. Unpublished events are never deleted, however old.
+func Purge(ctx context.Context, db *sqldb.DB, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		res, err := db.ExecContext(ctx, `DELETE FROM outbox WHERE seq IN (
+			SELECT seq FROM outbox WHERE published_at IS NOT NULL AND published_at < ? ORDER BY seq LIMIT 1000)`,
+			sqldb.Stamp(cutoff))
+		if err != nil {
+			return total, fmt.Errorf("purging published events: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("purging published events: %w", err)
+		}
+		total += n
+		if n < 1000 {
+			return total, nil
+		}
+	}
+}
