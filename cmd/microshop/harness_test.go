@@ -115,8 +115,11 @@ func start(t *testing.T, dataDir string, env []string, args ...string) *proc {
 				banner = true
 				continue
 			}
-			if f := strings.Fields(line); banner && len(f) == 2 && strings.HasPrefix(f[1], "http://") {
+			if f := strings.Fields(line); banner && len(f) == 2 && strings.Contains(f[1], "://") {
 				p.addrs[f[0]] = f[1]
+				if f[0] == "broker" {
+					continue
+				}
 				if f[0] == "gateway" || (args[0] == "serve" && len(p.addrs) == strings.Count(args[1], ",")+1) {
 					close(up)
 					banner = false

@@ -89,7 +89,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout, 
 	if err != nil {
 		return err
 	}
-	return shop.Run(ctx, shop.Options{Config: cfg, Services: config.Services, Seed: true, Stdout: stdout, Log: log})
+	return shop.Run(ctx, shop.Options{Config: cfg, Services: config.Services, Seed: true, EmbedBroker: true, Stdout: stdout, Log: log})
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

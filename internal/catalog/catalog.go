@@ -1,6 +1,7 @@
 // Package catalog is the heart of the catalog service: products, their prices
-// and descriptions, and the rules for adding and repricing them, with no
-// knowledge of HTTP or of how products are stored.
+// and descriptions, the rules for adding and repricing them, and the events
+// that tell other services of both, with no knowledge of HTTP, of the broker
+// or of how products are stored.
 package catalog
 
 import (
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 )
 
@@ -62,11 +64,14 @@ const (
 	maxCursorLen     = 128
 )
 
-// Store keeps products. A document store and a SQL store both fit, so it
-// speaks of products, never of rows.
+// Store keeps products and the events that announce their changes. A
+// document store and a SQL store both fit, so it speaks of products, never of
+// rows. A method given events stores them with its change, atomically, so
+// that an event is published if and only if its change was made.
 type Store interface {
-	// Create stores p; fail.Conflict if its SKU is taken.
-	Create(ctx context.Context, p Product) error
+	// Create stores p and events; fail.Conflict if its SKU is taken, and
+	// then stores neither.
+	Create(ctx context.Context, p Product, events ...event.Event) error
 	// ByID finds a product by id; fail.NotFound if none.
 	ByID(ctx context.Context, id string) (Product, error)
 	// BySKU finds a product by SKU; fail.NotFound if none.
@@ -74,9 +79,11 @@ type Store interface {
 	// List returns at most limit products with ids greater than after, in id
 	// order (ids are UUIDv7, so that is creation order).
 	List(ctx context.Context, after string, limit int) ([]Product, error)
-	// UpdatePrice sets the price of product id and its update time, and
-	// returns the product as it now is; fail.NotFound if none.
-	UpdatePrice(ctx context.Context, id string, priceCents int64, at time.Time) (Product, error)
+	// UpdatePrice sets the price of product id from fromCents to toCents
+	// and its update time, stores events, and returns the product as it now
+	// is; fail.NotFound if there is no such product, and fail.Conflict,
+	// changing nothing, if its price is no longer fromCents.
+	UpdatePrice(ctx context.Context, id string, fromCents, toCents int64, at time.Time, events ...event.Event) (Product, error)
 }
 
 // Service applies the catalog rules over a store.
@@ -99,7 +106,11 @@ func (s *Service) Create(ctx context.Context, in NewProduct) (Product, error) {
 	now := s.now()
 	p.ID = uuid.Must(uuid.NewV7()).String()
 	p.CreatedAt, p.UpdatedAt = now, now
-	if err := s.store.Create(ctx, p); err != nil {
+	created, err := productCreated(p)
+	if err != nil {
+		return Product{}, err
+	}
+	if err := s.store.Create(ctx, p, created); err != nil {
 		return Product{}, err
 	}
 	return p, nil
@@ -137,13 +148,38 @@ func (s *Service) List(ctx context.Context, after string, limit int) (Page[Produ
 	return page, nil
 }
 
-// ChangePrice sets the price of product id. It is the one way a price
-// changes, so that the ProductPriceChanged event can be published from here.
+// priceChangeAttempts bounds how often ChangePrice re-reads a price that
+// another change moved between its read and its write.
+const priceChangeAttempts = 5
+
+// ChangePrice sets the price of product id and announces the change, with
+// the price it replaced, in ProductPriceChanged. It is the one way a price
+// changes. Setting the price a product has already changes nothing and
+// announces nothing. The old price in the event is the one the update
+// replaced: the store writes only if the price is still the one read, and a
+// change that lost that race reads again.
 func (s *Service) ChangePrice(ctx context.Context, id string, priceCents int64) (Product, error) {
 	if err := ValidatePrice(priceCents); err != nil {
 		return Product{}, err
 	}
-	return s.store.UpdatePrice(ctx, id, priceCents, s.now())
+	for range priceChangeAttempts {
+		current, err := s.store.ByID(ctx, id)
+		if err != nil {
+			return Product{}, err
+		}
+		if current.PriceCents == priceCents {
+			return current, nil
+		}
+		changed, err := priceChanged(current, priceCents)
+		if err != nil {
+			return Product{}, err
+		}
+		p, err := s.store.UpdatePrice(ctx, id, current.PriceCents, priceCents, s.now(), changed)
+		if !fail.Is(err, fail.Conflict) {
+			return p, err
+		}
+	}
+	return Product{}, fail.New(fail.Conflict, "the price of product %s kept changing; try again", id)
 }
 
 // validate checks every field of in and returns the product it describes,

@@ -8,19 +8,28 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/catalog"
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 )
 
 // memStore is a catalog.Store in memory, enough to test the service's rules.
-type memStore struct{ products []catalog.Product }
+// It keeps the events stored with each change, in order.
+type memStore struct {
+	products []catalog.Product
+	events   []event.Event
+	// beforeUpdate, if set, runs at the start of UpdatePrice, so that a
+	// test can change the price under the service's feet.
+	beforeUpdate func(m *memStore)
+}
 
-func (m *memStore) Create(_ context.Context, p catalog.Product) error {
+func (m *memStore) Create(_ context.Context, p catalog.Product, events ...event.Event) error {
 	for _, q := range m.products {
 		if q.SKU == p.SKU {
 			return fail.New(fail.Conflict, "sku taken")
 		}
 	}
 	m.products = append(m.products, p)
+	m.events = append(m.events, events...)
 	return nil
 }
 
@@ -54,12 +63,20 @@ func (m *memStore) List(_ context.Context, after string, limit int) ([]catalog.P
 	return out, nil
 }
 
-func (m *memStore) UpdatePrice(_ context.Context, id string, cents int64, at time.Time) (catalog.Product, error) {
+func (m *memStore) UpdatePrice(_ context.Context, id string, from, to int64, at time.Time, events ...event.Event) (catalog.Product, error) {
+	if m.beforeUpdate != nil {
+		m.beforeUpdate(m)
+	}
 	for i, p := range m.products {
-		if p.ID == id {
-			m.products[i].PriceCents, m.products[i].UpdatedAt = cents, at
-			return m.products[i], nil
+		if p.ID != id {
+			continue
 		}
+		if p.PriceCents != from {
+			return catalog.Product{}, fail.New(fail.Conflict, "price moved")
+		}
+		m.products[i].PriceCents, m.products[i].UpdatedAt = to, at
+		m.events = append(m.events, events...)
+		return m.products[i], nil
 	}
 	return catalog.Product{}, fail.New(fail.NotFound, "product not found")
 }

@@ -19,12 +19,14 @@ import (
 	"github.com/microshop/microshop/internal/audit"
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/contract"
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/gateway"
 	"github.com/microshop/microshop/internal/host"
 	"github.com/microshop/microshop/internal/orders"
 	"github.com/microshop/microshop/internal/orders/orderdb"
 	"github.com/microshop/microshop/internal/orders/orderhttp"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/registry"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/users"
@@ -151,7 +153,12 @@ func opsCalls() []call {
 func TestUsersDocumentDescribesTheUsersService(t *testing.T) {
 	ctx := context.Background()
 	tokens := newTokens(t)
-	db := migrated(t, "users", func(ctx context.Context, db *sqldb.DB) error { return db.Migrate(ctx, userdb.Migrations) })
+	db := migrated(t, "users", func(ctx context.Context, db *sqldb.DB) error {
+		if err := db.Migrate(ctx, userdb.Migrations); err != nil {
+			return err
+		}
+		return outbox.Migrate(ctx, db)
+	})
 	svc := users.NewService(userdb.New(db), tokens.signer)
 	if _, err := svc.EnsureAdmin(ctx, "admin@example.com", "admin-password"); err != nil {
 		t.Fatal(err)
@@ -216,12 +223,27 @@ func (catalogStub) Product(_ context.Context, id string) (orders.Product, error)
 	return orders.Product{ID: id, PriceCents: 250, Currency: "USD"}, nil
 }
 
+// vaultStub hands out a token for every card.
+type vaultStub struct{}
+
+func (vaultStub) Tokenize(_ context.Context, card string) (string, error) {
+	return "tok_" + card[len(card)-4:], nil
+}
+
 func TestOrdersDocumentDescribesTheOrdersService(t *testing.T) {
 	tokens := newTokens(t)
-	db := migrated(t, "orders", func(ctx context.Context, db *sqldb.DB) error { return db.Migrate(ctx, orderdb.Migrations) })
+	db := migrated(t, "orders", func(ctx context.Context, db *sqldb.DB) error {
+		if err := db.Migrate(ctx, orderdb.Migrations); err != nil {
+			return err
+		}
+		return outbox.Migrate(ctx, db)
+	})
 	store := orderdb.New(db)
-	svc := orders.NewService(store, catalogStub{}, orders.ModeOrchestration, func() {})
-	base, client := serve(t, "orders", orderhttp.Routes(svc, store.History), tokens, orderhttp.OpenAPI)
+	svc := orders.NewService(store, catalogStub{}, vaultStub{}, orders.ModeOrchestration, func() {})
+	rebuild := func(ctx context.Context) (int, error) {
+		return store.RebuildViews(ctx, func(context.Context, event.Event) error { return nil })
+	}
+	base, client := serve(t, "orders", orderhttp.Routes(svc, orderhttp.Deps{History: store.History, Rebuild: rebuild}), tokens, orderhttp.OpenAPI)
 
 	ada, bob := tokens.token(t, "ada", auth.RoleCustomer), tokens.token(t, "bob", auth.RoleCustomer)
 	admin := tokens.token(t, "admin", auth.RoleAdmin)
@@ -264,6 +286,9 @@ func TestOrdersDocumentDescribesTheOrdersService(t *testing.T) {
 		{method: "PUT", path: "/api/v1/admin/settings", token: admin, body: `{"saga_mode":"telepathy"}`, want: 422},
 		{method: "PUT", path: "/api/v1/admin/settings", token: admin, body: `{"saga_mode":"orchestration","x":1}`, want: 400},
 		{method: "PUT", path: "/api/v1/admin/settings", token: ada, body: `{"saga_mode":"orchestration"}`, want: 403},
+		{method: "POST", path: "/api/v1/admin/read-model/rebuild", token: admin, want: 200},
+		{method: "POST", path: "/api/v1/admin/read-model/rebuild", token: ada, want: 403},
+		{method: "POST", path: "/api/v1/admin/read-model/rebuild", want: 401},
 	}
 	for _, c := range append(calls, opsCalls()...) {
 		c.do(t, base, client)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 )
 
@@ -79,8 +80,24 @@ const (
 
 // Store keeps stock and reservations. Each operation that changes stock runs
 // in one transaction and follows the rules of this package: Reservation's
-// ReserveAgain, CommitStep and ReleaseStep, and Shortage.
+// ReserveAgain, CommitStep and ReleaseStep, and Shortage. Operations called
+// with the context of an Atomic unit join that unit.
 type Store interface {
+	// Atomic runs fn as one unit of work: what fn does through the store
+	// with the context it is given commits together or not at all. Inside
+	// another unit (a consumer's inbox transaction) it nests, and a failing
+	// fn undoes only its own work.
+	Atomic(ctx context.Context, fn func(ctx context.Context) error) error
+	// Publish stores events in the outbox within the unit of work of ctx,
+	// so that they are published if and only if that unit commits. Without
+	// a unit in ctx it fails.
+	Publish(ctx context.Context, events ...event.Event) error
+	// MergeIntent adds what in says about a choreographed order (its items,
+	// that it was paid) to what was recorded before, and returns the whole
+	// intent as it now stands. Items once recorded are kept, Paid once set
+	// stays set, and the saga is the one first recorded.
+	MergeIntent(ctx context.Context, in Intent, at time.Time) (Intent, error)
+
 	// Stock returns the stock of a product; fail.NotFound if it has none.
 	Stock(ctx context.Context, productID string) (Stock, error)
 	// ListStock returns at most limit stocks with product ids after after, in order.
@@ -294,37 +311,66 @@ func (s *Service) SetAvailable(ctx context.Context, productID string, n int64) (
 	return s.store.SetAvailable(ctx, productID, n, s.now())
 }
 
-// Reserve holds items for an order, all or nothing. Repeating it for the same
-// order answers the recorded reservation (created is false) or its refusal,
-// whatever items come with the repeat. A shortage is recorded as REJECTED and
-// answered with fail.Conflict.
-func (s *Service) Reserve(ctx context.Context, orderID string, items []Item) (r Reservation, created bool, err error) {
-	if err := ValidateID("order_id", orderID); err != nil {
+// Reserve holds items for an order, all or nothing, and announces the
+// outcome under saga: ItemsReserved, or ReservationFailed with the reason.
+// Repeating it for the same order answers (and announces again) the recorded
+// reservation, with created false, or its refusal, whatever items come with
+// the repeat. A shortage is recorded as REJECTED and answered with
+// fail.Conflict.
+func (s *Service) Reserve(ctx context.Context, saga Saga, orderID string, items []Item) (r Reservation, created bool, err error) {
+	if err := validateOrder(saga, orderID); err != nil {
 		return Reservation{}, false, err
 	}
 	merged, err := MergeItems(items)
 	if err != nil {
 		return Reservation{}, false, err
 	}
-	now := s.now()
-	return s.store.Reserve(ctx, Reservation{OrderID: orderID, Status: Reserved, Items: merged, CreatedAt: now, UpdatedAt: now})
+	err = s.unit(ctx, func(ctx context.Context) error {
+		var err error
+		r, created, err = s.reserve(ctx, saga, orderID, merged)
+		return err
+	})
+	if err != nil {
+		return Reservation{}, false, err
+	}
+	return r, created, nil
 }
 
-// Commit turns an order's reserved stock into sold stock.
-func (s *Service) Commit(ctx context.Context, orderID string) (Reservation, error) {
-	if err := ValidateID("order_id", orderID); err != nil {
+// Commit turns an order's reserved stock into sold stock and announces the
+// outcome under saga: ItemsCommitted, or CommitFailed with the reason (the
+// reservation was released or rejected, or there is none).
+func (s *Service) Commit(ctx context.Context, saga Saga, orderID string) (r Reservation, err error) {
+	if err := validateOrder(saga, orderID); err != nil {
 		return Reservation{}, err
 	}
-	return s.store.Commit(ctx, orderID, s.now())
+	err = s.unit(ctx, func(ctx context.Context) error {
+		var err error
+		r, err = s.commit(ctx, saga, orderID)
+		return err
+	})
+	if err != nil {
+		return Reservation{}, err
+	}
+	return r, nil
 }
 
-// Release gives an order's reserved stock back. Releasing an order that
-// reserved nothing records that, so a reserve arriving later is refused.
-func (s *Service) Release(ctx context.Context, orderID string) (Reservation, error) {
-	if err := ValidateID("order_id", orderID); err != nil {
+// Release gives an order's reserved stock back and announces ItemsReleased
+// under saga. Releasing an order that reserved nothing records that, so a
+// reserve arriving later is refused. Stock already sold cannot be given back:
+// that refusal (fail.Conflict) announces nothing, as no event says so.
+func (s *Service) Release(ctx context.Context, saga Saga, orderID string) (r Reservation, err error) {
+	if err := validateOrder(saga, orderID); err != nil {
 		return Reservation{}, err
 	}
-	return s.store.Release(ctx, orderID, s.now())
+	err = s.unit(ctx, func(ctx context.Context) error {
+		var err error
+		r, err = s.release(ctx, saga, orderID)
+		return err
+	})
+	if err != nil {
+		return Reservation{}, err
+	}
+	return r, nil
 }
 
 // Reservation returns the reservation of an order.

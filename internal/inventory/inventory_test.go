@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/inventory"
 )
@@ -203,6 +204,17 @@ type recorder struct {
 	inventory.Store // nil: any method not overridden panics
 	calls           []string
 	stocks          []inventory.Stock
+	published       []event.Event
+}
+
+// Atomic runs fn at once: the recorder has no transactions to nest.
+func (r *recorder) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	return fn(ctx)
+}
+
+func (r *recorder) Publish(_ context.Context, events ...event.Event) error {
+	r.published = append(r.published, events...)
+	return nil
 }
 
 func (r *recorder) SetAvailable(_ context.Context, id string, n int64, _ time.Time) (inventory.Stock, error) {
@@ -249,13 +261,25 @@ func TestServiceRefusesBadInputBeforeTheStore(t *testing.T) {
 		{"set available negative", func(s *inventory.Service) error { _, err := s.SetAvailable(ctx, "p1", -1); return err }, fail.Invalid},
 		{"set available over max", func(s *inventory.Service) error { _, err := s.SetAvailable(ctx, "p1", 1_000_000_001); return err }, fail.Invalid},
 		{"set available bad product", func(s *inventory.Service) error { _, err := s.SetAvailable(ctx, "p 1", 5); return err }, fail.Invalid},
-		{"reserve", func(s *inventory.Service) error { _, _, err := s.Reserve(ctx, "o1", good); return err }, fail.Internal},
-		{"reserve without order", func(s *inventory.Service) error { _, _, err := s.Reserve(ctx, "", good); return err }, fail.Invalid},
-		{"reserve no items", func(s *inventory.Service) error { _, _, err := s.Reserve(ctx, "o1", nil); return err }, fail.Invalid},
-		{"commit", func(s *inventory.Service) error { _, err := s.Commit(ctx, "o1"); return err }, fail.Internal},
-		{"commit bad order", func(s *inventory.Service) error { _, err := s.Commit(ctx, strings.Repeat("o", 101)); return err }, fail.Invalid},
-		{"release", func(s *inventory.Service) error { _, err := s.Release(ctx, "o1"); return err }, fail.Internal},
-		{"release bad order", func(s *inventory.Service) error { _, err := s.Release(ctx, "o 1"); return err }, fail.Invalid},
+		{"reserve", func(s *inventory.Service) error {
+			_, _, err := s.Reserve(ctx, inventory.Parallel, "o1", good)
+			return err
+		}, fail.Internal},
+		{"reserve without order", func(s *inventory.Service) error {
+			_, _, err := s.Reserve(ctx, inventory.Parallel, "", good)
+			return err
+		}, fail.Invalid},
+		{"reserve no items", func(s *inventory.Service) error {
+			_, _, err := s.Reserve(ctx, inventory.Parallel, "o1", nil)
+			return err
+		}, fail.Invalid},
+		{"commit", func(s *inventory.Service) error { _, err := s.Commit(ctx, inventory.Parallel, "o1"); return err }, fail.Internal},
+		{"commit bad order", func(s *inventory.Service) error {
+			_, err := s.Commit(ctx, inventory.Parallel, strings.Repeat("o", 101))
+			return err
+		}, fail.Invalid},
+		{"release", func(s *inventory.Service) error { _, err := s.Release(ctx, inventory.Parallel, "o1"); return err }, fail.Internal},
+		{"release bad order", func(s *inventory.Service) error { _, err := s.Release(ctx, inventory.Parallel, "o 1"); return err }, fail.Invalid},
 		{"list limit 0", func(s *inventory.Service) error { _, err := s.ListStock(ctx, "", 0); return err }, fail.Invalid},
 		{"list limit 1001", func(s *inventory.Service) error { _, err := s.ListStock(ctx, "", 1001); return err }, fail.Invalid},
 		{"list reservations limit 0", func(s *inventory.Service) error { _, err := s.ListReservations(ctx, "", 0); return err }, fail.Invalid},
@@ -281,7 +305,7 @@ func TestServiceRefusesBadInputBeforeTheStore(t *testing.T) {
 }
 
 func TestReservePassesMergedItems(t *testing.T) {
-	res, created, err := inventory.NewService(&recorder{}).Reserve(context.Background(), "o1",
+	res, created, err := inventory.NewService(&recorder{}).Reserve(context.Background(), inventory.Parallel, "o1",
 		[]inventory.Item{{"b", 1}, {"a", 1}, {"b", 2}})
 	if err != nil || !created {
 		t.Fatalf("Reserve: got %v, created %v; want no error, created", err, created)

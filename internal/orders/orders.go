@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 )
 
@@ -36,7 +37,7 @@ const (
 )
 
 // Modes are the saga styles this service can run.
-var Modes = []string{ModeOrchestration}
+var Modes = []string{ModeOrchestration, ModeChoreography, ModeParallel}
 
 // Item is one line of an order, at the price it was placed at.
 type Item struct {
@@ -67,6 +68,7 @@ type Order struct {
 	Address      Address
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	CustomerName string // in the read model only: the name UserCreated gave
 }
 
 // Line is what a customer asks for: a product and how many.
@@ -157,8 +159,17 @@ type Product struct {
 }
 
 // Catalog tells the current price of a product; fail.NotFound if none.
+// Orders keeps its own copy of every price from the catalog's events, and
+// asks the catalog only for a product it has not heard of yet.
 type Catalog interface {
 	Product(ctx context.Context, id string) (Product, error)
+}
+
+// CardVault exchanges a card number for a token that only the payments
+// service can charge, so that no card number is stored here or travels on
+// the bus.
+type CardVault interface {
+	Tokenize(ctx context.Context, card string) (token string, err error)
 }
 
 // Settings are the admin-tunable settings of the orders service.
@@ -185,30 +196,35 @@ type Store interface {
 	// Create stores a new order, its saga and, when replay is not nil, the
 	// idempotency record, in one transaction. fail.Conflict if the
 	// idempotency key was taken meanwhile.
-	Create(ctx context.Context, o Order, s Saga, replay *Replay) error
+	Create(ctx context.Context, o Order, s Saga, replay *Replay, events []event.Event) error
 	Order(ctx context.Context, id string) (Order, error)
 	Replay(ctx context.Context, userID, key string) (Replay, error)
-	ListByUser(ctx context.Context, userID, after string, limit int) (Page, error)
 	ListAll(ctx context.Context, after string, limit int) (Page, error)
 	Settings(ctx context.Context) (Settings, bool, error)
 	SaveSettings(ctx context.Context, s Settings) error
+	// KnownProduct is orders' own copy of a product's price; fail.NotFound
+	// if it has none. RememberProduct stores or updates that copy.
+	KnownProduct(ctx context.Context, id string) (Product, error)
+	RememberProduct(ctx context.Context, p Product) error
 	SagaStore
+	ViewStore
 }
 
 // Service applies the orders rules.
 type Service struct {
 	store       Store
 	catalog     Catalog
+	vault       CardVault
 	defaultMode string
 	wake        func()
 	now         func() time.Time
 }
 
 // NewService returns the orders service. defaultMode is the saga style for
-// new orders until an admin changes it; wake, called after an order is
-// stored, tells the saga runner there is work.
-func NewService(store Store, catalog Catalog, defaultMode string, wake func()) *Service {
-	return &Service{store: store, catalog: catalog, defaultMode: defaultMode, wake: wake, now: time.Now}
+// new orders until an admin changes it; wake, called after a saga changed,
+// tells the orchestrator there may be a command to send.
+func NewService(store Store, catalog Catalog, vault CardVault, defaultMode string, wake func()) *Service {
+	return &Service{store: store, catalog: catalog, vault: vault, defaultMode: defaultMode, wake: wake, now: time.Now}
 }
 
 // Place accepts a checkout: it prices the items from the catalog, stores the
@@ -239,12 +255,9 @@ func (s *Service) Place(ctx context.Context, userID, idemKey string, req PlaceRe
 		Saga: settings.SagaMode, Address: req.Address, CreatedAt: now, UpdatedAt: now,
 	}
 	for _, l := range req.Items {
-		p, err := s.catalog.Product(ctx, l.ProductID)
-		if fail.Is(err, fail.NotFound) {
-			return Order{}, false, fail.New(fail.Invalid, "product %s does not exist", l.ProductID)
-		}
+		p, err := s.price(ctx, l.ProductID)
 		if err != nil {
-			return Order{}, false, fail.Wrap(fail.Unavailable, err, "catalog unavailable")
+			return Order{}, false, err
 		}
 		if o.Currency == "" {
 			o.Currency = p.Currency
@@ -258,8 +271,18 @@ func (s *Service) Place(ctx context.Context, userID, idemKey string, req PlaceRe
 	if idemKey != "" {
 		replay = &Replay{UserID: userID, Key: idemKey, Fingerprint: fingerprint, OrderID: o.ID}
 	}
-	saga := NewSaga(o, req.Card, now)
-	if err := s.store.Create(ctx, o, saga, replay); err != nil {
+	token, err := s.vault.Tokenize(ctx, req.Card)
+	if err != nil {
+		if fail.Is(err, fail.Invalid) {
+			return Order{}, false, fail.New(fail.Invalid, "payment.card: %s", fail.MessageOf(err))
+		}
+		return Order{}, false, fail.Wrap(fail.Unavailable, err, "payments unavailable")
+	}
+	created, err := orderCreated(o, token)
+	if err != nil {
+		return Order{}, false, err
+	}
+	if err := s.store.Create(ctx, o, NewSaga(o, token, now), replay, []event.Event{created}); err != nil {
 		if fail.Is(err, fail.Conflict) && idemKey != "" { // a concurrent retry won the key
 			if o, ok, rerr := s.replay(ctx, userID, idemKey, fingerprint); ok || rerr != nil {
 				return o, ok, rerr
@@ -269,6 +292,36 @@ func (s *Service) Place(ctx context.Context, userID, idemKey string, req PlaceRe
 	}
 	s.wake()
 	return o, false, nil
+}
+
+// price returns a product's current price: orders' own copy, kept from the
+// catalog's events, or the catalog's answer for a product not heard of yet.
+func (s *Service) price(ctx context.Context, id string) (Product, error) {
+	p, err := s.store.KnownProduct(ctx, id)
+	if err == nil {
+		return p, nil
+	}
+	if !fail.Is(err, fail.NotFound) {
+		return Product{}, err
+	}
+	p, err = s.catalog.Product(ctx, id)
+	if fail.Is(err, fail.NotFound) {
+		return Product{}, fail.New(fail.Invalid, "product %s does not exist", id)
+	}
+	if err != nil {
+		return Product{}, fail.Wrap(fail.Unavailable, err, "catalog unavailable")
+	}
+	if err := s.store.RememberProduct(ctx, p); err != nil {
+		return Product{}, err
+	}
+	return p, nil
+}
+
+// ProductChanged updates orders' copy of a product's price, from the
+// catalog's ProductCreated and ProductPriceChanged events. Orders already
+// placed keep the price they were placed at.
+func (s *Service) ProductChanged(ctx context.Context, p Product) error {
+	return s.store.RememberProduct(ctx, p)
 }
 
 func (s *Service) replay(ctx context.Context, userID, key, fingerprint string) (Order, bool, error) {
@@ -299,9 +352,9 @@ func (s *Service) Get(ctx context.Context, callerID string, admin bool, id strin
 	return o, nil
 }
 
-// ListByUser returns a user's orders, newest first.
+// ListByUser returns a user's orders, newest first, from the read model.
 func (s *Service) ListByUser(ctx context.Context, userID, after string, limit int) (Page, error) {
-	return s.store.ListByUser(ctx, userID, after, clampLimit(limit))
+	return s.store.ViewsByUser(ctx, userID, after, clampLimit(limit))
 }
 
 // ListAll returns every order, oldest first, for admins and the audit.

@@ -7,42 +7,41 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/fail"
 )
 
-// Participants are the services the orchestrator drives.
-type Participants struct {
-	Payments  Payments
-	Inventory Inventory
-	Shipping  Shipping
-}
-
-// Runner is the saga orchestrator: it leases due sagas from the store, runs
-// their current step against the participants, and stores the result. All
-// its state is in the store, so a restarted runner (or another instance)
-// resumes every saga in flight.
+// Runner is the saga orchestrator's sending half: it leases due orchestrated
+// sagas and sends the command of their current step through the outbox, in
+// the same transaction that records the saga awaits the reply. Replies
+// arrive as events (Service.Observe). All its state is in the store, so a
+// restarted runner, or another instance, resumes every saga in flight; a
+// command whose reply is overdue is sent again.
 type Runner struct {
 	store       Store
-	parts       Participants
 	log         *slog.Logger
 	owner       string
 	concurrency int
 	lease       time.Duration
-	stepTimeout time.Duration
 	poll        time.Duration
 	wake        chan struct{}
 	now         func() time.Time
 }
 
-// NewRunner returns an orchestrator over store and the participants.
-func NewRunner(store Store, parts Participants, log *slog.Logger) *Runner {
+// ReplyDeadline is how long the orchestrator waits for a participant's
+// reply before it sends the command again (with backoff on top).
+const ReplyDeadline = 10 * time.Second
+
+// NewRunner returns an orchestrator over store.
+func NewRunner(store Store, log *slog.Logger) *Runner {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return &Runner{
-		store: store, parts: parts, log: log,
+		store: store, log: log,
 		owner:       "runner-" + hex.EncodeToString(b),
-		concurrency: 32,
+		concurrency: 8,
 		lease:       10 * time.Second,
-		stepTimeout: 4 * time.Second,
 		poll:        250 * time.Millisecond,
 		wake:        make(chan struct{}, 1),
 		now:         time.Now,
@@ -57,7 +56,7 @@ func (r *Runner) Wake() {
 	}
 }
 
-// Run works sagas until ctx ends, then waits for the steps in flight.
+// Run sends commands until ctx ends, then waits for the sends in flight.
 func (r *Runner) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -75,7 +74,9 @@ func (r *Runner) Run(ctx context.Context) {
 				slots <- struct{}{}
 				wg.Go(func() {
 					defer func() { <-slots }()
-					r.step(ctx, s)
+					if err := r.send(ctx, s); err != nil && ctx.Err() == nil {
+						r.log.Warn("saga step failed", slog.String("order_id", s.OrderID), slog.Any("err", err))
+					}
 				})
 			}
 			if len(sagas) == free { // there may be more: look again at once
@@ -91,54 +92,40 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// step runs the saga's current step once and stores what follows.
-func (r *Runner) step(ctx context.Context, s Saga) {
+// send sends the command of the saga's current step. A saga still awaiting
+// a reply here has missed its deadline: that counts as a failed attempt,
+// which may turn the saga to its compensations or end it.
+func (r *Runner) send(ctx context.Context, s Saga) error {
 	o, err := r.store.Order(ctx, s.OrderID)
 	if err != nil {
-		r.log.Error("saga without its order", slog.String("order_id", s.OrderID), slog.Any("err", err))
-		return
+		return err
 	}
-	sctx, cancel := context.WithTimeout(ctx, r.stepTimeout)
-	outcome, detail := r.run(sctx, s, o)
-	cancel()
-	if ctx.Err() != nil {
-		return // shutting down: the step will be run again after the lease
-	}
-	t := s.Next(outcome, detail, r.now())
-	rec := StepRecord{OrderID: s.OrderID, Step: s.Step, Result: [...]string{"ok", "refused", "failed"}[outcome], Detail: detail, At: r.now().UTC()}
-	if err := r.store.Advance(ctx, r.owner, t, rec); err != nil {
-		r.log.Warn("storing saga step failed", slog.String("order_id", s.OrderID), slog.Any("err", err))
-		return
-	}
-	if t.Final != "" {
-		r.log.Info("order ended", slog.String("order_id", s.OrderID), slog.String("status", string(t.Final)), slog.String("reason", t.Saga.Reason))
-	}
-	if t.Final == "" && outcome != Failed {
-		r.Wake()
-	}
-}
-
-func (r *Runner) run(ctx context.Context, s Saga, o Order) (Outcome, string) {
-	switch s.Step {
-	case StepCharge:
-		declined, err := r.parts.Payments.Charge(ctx, o, s.Card)
-		if err == nil && declined {
-			return Refused, "payment declined"
+	now := r.now()
+	var recs []StepRecord
+	if s.Awaiting {
+		miss := "no reply within " + ReplyDeadline.String()
+		t := s.Next(Failed, miss, now)
+		recs = append(recs, StepRecord{OrderID: s.OrderID, Step: s.Step, Result: "failed", Detail: miss, At: now.UTC()})
+		if t.Final != "" {
+			ended, err := orderEnded(o, t.Final, t.Saga.Reason, now)
+			if err != nil {
+				return err
+			}
+			return r.store.Advance(ctx, Guard{Owner: r.owner}, t, recs, []event.Event{ended})
 		}
-		return outcomeOf(err)
-	case StepReserve:
-		return outcomeOf(r.parts.Inventory.Reserve(ctx, o))
-	case StepShip:
-		return outcomeOf(r.parts.Shipping.Schedule(ctx, o))
-	case StepCommit:
-		return outcomeOf(r.parts.Inventory.Commit(ctx, o.ID))
-	case StepUnship:
-		return outcomeOf(r.parts.Shipping.Cancel(ctx, o.ID))
-	case StepRelease:
-		return outcomeOf(r.parts.Inventory.Release(ctx, o.ID))
-	case StepRefund:
-		return outcomeOf(r.parts.Payments.Refund(ctx, o.ID))
-	default:
-		return Refused, "unknown step " + string(s.Step)
+		s = t.Saga
 	}
+	cmd, err := commandFor(s.Step, o, s.CardToken)
+	if err != nil {
+		return err
+	}
+	s.Awaiting = true
+	s.NextAt = now.Add(ReplyDeadline + Backoff(s.Attempts))
+	s.Attempts++
+	recs = append(recs, StepRecord{OrderID: s.OrderID, Step: s.Step, Result: "sent", Detail: cmd.Topic, At: now.UTC()})
+	err = r.store.Advance(ctx, Guard{Owner: r.owner}, Transition{Saga: s}, recs, []event.Event{cmd})
+	if fail.Is(err, fail.Conflict) {
+		return nil // another runner took it over meanwhile
+	}
+	return err
 }

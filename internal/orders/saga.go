@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/event"
 )
 
 // Step is one step of the checkout saga.
@@ -28,21 +28,27 @@ var forward = []Step{StepCharge, StepReserve, StepShip, StepCommit}
 
 var compensationOf = map[Step]Step{StepCharge: StepRefund, StepReserve: StepRelease, StepShip: StepUnship}
 
-// Saga is the persisted state of one order's checkout: the step to run next,
-// whether it is undoing what was done, and when to try again.
+// Saga is the persisted state of one order's checkout. An orchestrated saga
+// has a step to run, whether it is undoing what was done, whether it awaits
+// a participant's reply, and when to act next. An event-driven saga
+// (choreography or parallel) only records what it has seen.
 type Saga struct {
 	OrderID      string
+	Mode         string
 	Step         Step
 	Compensating bool
 	Reason       string // why the saga is compensating; becomes the cancel reason
-	Attempts     int    // failed attempts at the current step
+	Attempts     int    // commands sent for the current step without a reply
+	Awaiting     bool   // a command was sent and its reply is due by NextAt
 	NextAt       time.Time
-	Card         string // held only until the charge step is over
+	CardToken    string   // the payments service's token for the card; dropped after the charge
+	Progress     Progress // what an event-driven saga has seen
+	Done         bool
 }
 
 // NewSaga returns the saga of a new order, due at once.
-func NewSaga(o Order, card string, now time.Time) Saga {
-	return Saga{OrderID: o.ID, Step: StepCharge, NextAt: now, Card: card}
+func NewSaga(o Order, cardToken string, now time.Time) Saga {
+	return Saga{OrderID: o.ID, Mode: o.Saga, Step: StepCharge, NextAt: now, CardToken: cardToken}
 }
 
 // Outcome is what happened when a step ran.
@@ -94,9 +100,10 @@ func (s Saga) Next(outcome Outcome, detail string, now time.Time) Transition {
 		// go on with the rest.
 	}
 	if s.Step == StepCharge {
-		s.Card = ""
+		s.CardToken = ""
 	}
 	s.Attempts = 0
+	s.Awaiting = false
 	s.NextAt = now
 	if s.Compensating {
 		s.Step = s.previousCompensation()
@@ -125,8 +132,9 @@ func (s Saga) compensate(reason string, now time.Time) Transition {
 	s.Compensating = true
 	s.Reason = reason
 	s.Attempts = 0
+	s.Awaiting = false
 	s.NextAt = now
-	s.Card = ""
+	s.CardToken = ""
 	if c, ok := compensationOf[s.Step]; ok {
 		s.Step = c
 		return Transition{Saga: s}
@@ -167,58 +175,33 @@ func Backoff(n int) time.Duration {
 type StepRecord struct {
 	OrderID string    `json:"-"`
 	Step    Step      `json:"step"`
-	Result  string    `json:"result"` // ok, refused, failed
+	Result  string    `json:"result"` // sent, ok, refused, failed, seen
 	Detail  string    `json:"detail,omitempty"`
 	At      time.Time `json:"at"`
 }
 
-// SagaStore keeps saga state. A saga is worked on by one runner at a time,
-// the one holding its lease; leases expire, so a crashed runner's sagas are
-// taken over.
+// Guard says when a saga may be changed: by the runner holding its lease
+// (Owner), or, for a reply, only if it is still in the state the reply was
+// matched against (Expect).
+type Guard struct {
+	Owner  string
+	Expect *Saga
+}
+
+// SagaStore keeps saga state. A saga's commands are sent by one runner at a
+// time, the one holding its lease; leases expire, so a crashed runner's
+// sagas are taken over.
 type SagaStore interface {
-	// ClaimSagas leases up to limit unfinished sagas that are due and not
-	// leased by another owner.
+	// ClaimSagas leases up to limit unfinished orchestrated sagas that are
+	// due and not leased by another owner.
 	ClaimSagas(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Saga, error)
-	// Advance stores a saga's transition and its history record, and ends
-	// the order when the transition is final, in one transaction; it also
-	// releases the lease. fail.Conflict if owner no longer holds the lease.
-	Advance(ctx context.Context, owner string, t Transition, rec StepRecord) error
+	// Saga reads the saga of an order; fail.NotFound if none.
+	Saga(ctx context.Context, orderID string) (Saga, error)
+	// Advance stores a saga's transition, its history records and the
+	// events to publish, and ends the order when the transition is final,
+	// in one transaction; it releases any lease. fail.Conflict if the guard
+	// no longer holds.
+	Advance(ctx context.Context, g Guard, t Transition, recs []StepRecord, events []event.Event) error
 	// History lists a saga's steps in order.
 	History(ctx context.Context, orderID string) ([]StepRecord, error)
-}
-
-// Payments charges and refunds orders.
-type Payments interface {
-	// Charge takes the order's total from the card; declined reports a
-	// refused card. Repeating it for an order answers the first result.
-	Charge(ctx context.Context, o Order, card string) (declined bool, err error)
-	Refund(ctx context.Context, orderID string) error
-}
-
-// Inventory reserves stock for orders. Reserve fails with fail.Conflict when
-// stock is short.
-type Inventory interface {
-	Reserve(ctx context.Context, o Order) error
-	Commit(ctx context.Context, orderID string) error
-	Release(ctx context.Context, orderID string) error
-}
-
-// Shipping schedules deliveries.
-type Shipping interface {
-	Schedule(ctx context.Context, o Order) error
-	Cancel(ctx context.Context, orderID string) error
-}
-
-// outcomeOf sorts an error from a participant: none is success; a refusal
-// by the service (a 4xx kind) is a business outcome; anything else may pass.
-func outcomeOf(err error) (Outcome, string) {
-	if err == nil {
-		return Succeeded, ""
-	}
-	switch fail.KindOf(err) {
-	case fail.Conflict, fail.Invalid, fail.NotFound, fail.Malformed:
-		return Refused, fail.MessageOf(err)
-	default:
-		return Failed, err.Error()
-	}
 }

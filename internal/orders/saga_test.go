@@ -58,8 +58,8 @@ func TestSagaPaths(t *testing.T) {
 			if final == Cancelled && s.Reason != tt.wantWhy {
 				t.Errorf("reason = %q, want %q", s.Reason, tt.wantWhy)
 			}
-			if s.Card != "" {
-				t.Errorf("card still held after the saga: %q", s.Card)
+			if s.CardToken != "" {
+				t.Errorf("card token still held after the saga: %q", s.CardToken)
 			}
 		})
 	}

@@ -143,3 +143,38 @@ func Purge(ctx context.Context, db *sqldb.DB, cutoff time.Time) (int64, error) {
 		}
 	}
 }
+
+// Log calls fn with every event committed to db's outbox whose topic starts
+// with prefix, in commit order, published or not. With a retention that
+// keeps published events (Options.Retention < 0), the outbox is the
+// service's own event log: a read model can be rebuilt from it.
+func Log(ctx context.Context, db *sqldb.DB, prefix string, fn func(event.Event) error) error {
+	rows, err := db.QueryContext(ctx, `SELECT envelope FROM outbox WHERE substr(topic, 1, ?) = ? ORDER BY seq`, len(prefix), prefix)
+	if err != nil {
+		return fmt.Errorf("reading the event log: %w", err)
+	}
+	var events []event.Event
+	for rows.Next() {
+		var raw string
+		if err := rows.Scan(&raw); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading the event log: %w", err)
+		}
+		var e event.Event
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			rows.Close()
+			return fmt.Errorf("decoding a logged event: %w", err)
+		}
+		events = append(events, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the event log: %w", err)
+	}
+	for _, e := range events { // after the rows are closed: fn may write in the same transaction
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}

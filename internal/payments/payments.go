@@ -1,10 +1,18 @@
 // Package payments is the heart of the payments service: charging an order's
-// card through a provider at most once, refunding it, and the rules for card
-// numbers and amounts. It knows nothing of HTTP or SQL.
+// card through a provider at most once, refunding it, the rules for card
+// numbers and amounts, and how payments takes part in each checkout saga. It
+// knows nothing of HTTP, SQL or the broker.
+//
+// Payments is the only service that ever holds a card number. Orders
+// exchanges the number for a token (Tokenize) when an order is placed, and
+// from then on only the token travels, in events and commands alike; the
+// number stays in payments' own store, and a payment keeps only its last four
+// digits.
 package payments
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 	"unicode"
@@ -12,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 )
 
@@ -78,28 +87,46 @@ type Provider interface {
 	Charge(ctx context.Context, idempotencyKey, card string, amountCents int64) (Decision, error)
 }
 
-// Store keeps payments.
+// Store keeps payments, the cards they are charged to, and the events that
+// announce them. A method given events stores them in the same transaction
+// as its change, so that an event is published if and only if the change
+// it announces was made.
 type Store interface {
-	// Create stores p; fail.Conflict if a payment for p.OrderID exists.
-	Create(ctx context.Context, p Payment) error
+	// Create stores p and events; fail.Conflict if a payment for
+	// p.OrderID exists, and then stores neither.
+	Create(ctx context.Context, p Payment, events ...event.Event) error
 	// ByOrder finds the payment of an order; fail.NotFound if none.
 	ByOrder(ctx context.Context, orderID string) (Payment, error)
-	// SetStatus moves the payment of orderID from status from to status to,
-	// only if it is still in from, and returns it as it stands afterwards;
-	// fail.NotFound if there is none.
-	SetStatus(ctx context.Context, orderID string, from, to Status, at time.Time) (Payment, error)
+	// SetStatus moves the payment of orderID from status from to status
+	// to, only if it is still in from, and stores events only if it moved
+	// it. It returns the payment as it stands afterwards and whether this
+	// call moved it; fail.NotFound if there is none.
+	SetStatus(ctx context.Context, orderID string, from, to Status, at time.Time, events ...event.Event) (p Payment, moved bool, err error)
 	// List returns up to q.Limit payments in id order, after q.After, of
 	// q.UserID or of everyone when it is empty.
 	List(ctx context.Context, q ListQuery) ([]Payment, error)
+	// Announce stores events that announce no new change: the outcome of
+	// a repeated command, told again.
+	Announce(ctx context.Context, events ...event.Event) error
+	// SaveCard stores the card number a token stands for.
+	SaveCard(ctx context.Context, token, number string, at time.Time) error
+	// CardNumber returns the card number of a token; fail.NotFound if the
+	// token is unknown.
+	CardNumber(ctx context.Context, token string) (string, error)
 }
 
-// ChargeRequest asks for an order to be paid.
+// ChargeRequest asks for an order to be paid, with either a card token (from
+// Tokenize) or, from callers that predate tokens, the card number itself.
 type ChargeRequest struct {
 	OrderID     string
 	UserID      string
 	AmountCents int64
 	Currency    string
+	CardToken   string
 	Card        string
+	// Saga is the style the order runs under, echoed in the outcome event.
+	// Empty means orchestration: only the orchestrator charges over HTTP.
+	Saga Saga
 }
 
 // ListQuery selects a page of payments.
@@ -116,6 +143,23 @@ type Page struct {
 	Next  string
 }
 
+// Card is a tokenized card as its owner may see it: the token that stands
+// for it and the last four digits.
+type Card struct {
+	Token string
+	Last4 string
+}
+
+// ReasonUnknownCard is why a charge to a token payments never issued (or no
+// longer has) is declined, without asking the provider.
+const ReasonUnknownCard = "unknown card"
+
+// ErrCalledOff is the cause of the fail.Conflict a charge gets when its order
+// was refunded before it was ever charged: the refund left a VOIDED payment so
+// that no money is taken for a cancelled order. The charge's outcome,
+// PaymentFailed, has been announced.
+var ErrCalledOff = errors.New("order was cancelled before it was charged")
+
 // Service applies the payments rules over a store and a card provider.
 type Service struct {
 	store    Store
@@ -128,28 +172,42 @@ func NewService(store Store, provider Provider) *Service {
 	return &Service{store: store, provider: provider, now: func() time.Time { return time.Now().UTC() }}
 }
 
-// Charge pays for an order once. If the order already has a payment it is
-// returned unchanged with created false, whatever its status, so a retry
-// never charges twice; a retry for another amount is fail.Conflict. A
-// provider that cannot answer records nothing and is fail.Unavailable, so the
-// caller can try again.
-func (s *Service) Charge(ctx context.Context, req ChargeRequest) (p Payment, created bool, err error) {
-	card, err := validateCharge(req)
+// Tokenize checks a card number and stores it under a new token, which stands
+// for the card from then on. The token is random rather than time-ordered,
+// since whoever holds it can have the card charged.
+func (s *Service) Tokenize(ctx context.Context, card string) (Card, error) {
+	digits, err := NormalizeCard(card)
 	if err != nil {
+		return Card{}, err
+	}
+	token := "card_" + uuid.NewString()
+	if err := s.store.SaveCard(ctx, token, digits, s.now()); err != nil {
+		return Card{}, err
+	}
+	return Card{Token: token, Last4: digits[len(digits)-4:]}, nil
+}
+
+// Charge pays for an order once, and announces the outcome (PaymentProcessed
+// or PaymentFailed) in the transaction that records it. If the order already
+// has a payment it is returned unchanged with created false, whatever its
+// status, and its outcome is announced again, so a retry never charges twice
+// and is always answered; a retry for another amount is fail.Conflict. A
+// charge to an unknown card token is recorded as DECLINED with
+// ReasonUnknownCard. A provider that cannot answer records nothing and is
+// fail.Unavailable, so the caller can try again.
+func (s *Service) Charge(ctx context.Context, req ChargeRequest) (p Payment, created bool, err error) {
+	if err := validateCharge(req); err != nil {
 		return Payment{}, false, err
 	}
+	saga := req.Saga.orDefault()
 	existing, err := s.store.ByOrder(ctx, req.OrderID)
 	switch {
 	case err == nil:
-		return sameCharge(existing, req)
+		return s.answerCharge(ctx, existing, req, saga)
 	case !fail.Is(err, fail.NotFound):
 		return Payment{}, false, err
 	}
 
-	decision, err := s.provider.Charge(ctx, req.OrderID, card, req.AmountCents)
-	if err != nil {
-		return Payment{}, false, fail.Wrap(fail.Unavailable, err, "card provider unavailable")
-	}
 	now := s.now()
 	p = Payment{
 		ID:          uuid.Must(uuid.NewV7()).String(),
@@ -157,16 +215,30 @@ func (s *Service) Charge(ctx context.Context, req ChargeRequest) (p Payment, cre
 		UserID:      req.UserID,
 		AmountCents: req.AmountCents,
 		Currency:    req.Currency,
-		Status:      StatusCaptured,
-		CardLast4:   card[len(card)-4:],
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
-	if !decision.Approved {
-		p.Status = StatusDeclined
-		p.DeclineReason = declineReason(decision.Reason)
+	card, err := s.cardOf(ctx, req)
+	switch {
+	case fail.Is(err, fail.NotFound):
+		p.Status, p.DeclineReason = StatusDeclined, ReasonUnknownCard
+	case err != nil:
+		return Payment{}, false, err
+	default:
+		decision, err := s.provider.Charge(ctx, req.OrderID, card, req.AmountCents)
+		if err != nil {
+			return Payment{}, false, fail.Wrap(fail.Unavailable, err, "card provider unavailable")
+		}
+		p.Status, p.CardLast4 = StatusCaptured, card[len(card)-4:]
+		if !decision.Approved {
+			p.Status, p.DeclineReason = StatusDeclined, declineReason(decision.Reason)
+		}
 	}
-	err = s.store.Create(ctx, p)
+	outcome, err := chargeOutcome(p, saga)
+	if err != nil {
+		return Payment{}, false, err
+	}
+	err = s.store.Create(ctx, p, outcome)
 	if fail.Is(err, fail.Conflict) {
 		// Another call for the same order won the race to record its
 		// payment: the order's payment is that one, never a second.
@@ -174,7 +246,7 @@ func (s *Service) Charge(ctx context.Context, req ChargeRequest) (p Payment, cre
 		if err != nil {
 			return Payment{}, false, err
 		}
-		return sameCharge(winner, req)
+		return s.answerCharge(ctx, winner, req, saga)
 	}
 	if err != nil {
 		return Payment{}, false, err
@@ -182,16 +254,34 @@ func (s *Service) Charge(ctx context.Context, req ChargeRequest) (p Payment, cre
 	return p, true, nil
 }
 
-// sameCharge answers a repeated charge with the recorded payment, unless the
-// repeat asks for another amount: that is another request under the same
-// order, and must not pass for the first.
-func sameCharge(p Payment, req ChargeRequest) (Payment, bool, error) {
-	if p.Status == StatusVoided {
-		return Payment{}, false, fail.New(fail.Conflict, "order %s was called off before it was charged", p.OrderID)
+// cardOf returns the card number to charge: the one given, or the one its
+// token stands for (fail.NotFound for an unknown token).
+func (s *Service) cardOf(ctx context.Context, req ChargeRequest) (string, error) {
+	if req.CardToken == "" {
+		return NormalizeCard(req.Card)
 	}
-	if p.AmountCents != req.AmountCents || p.Currency != req.Currency {
+	return s.store.CardNumber(ctx, req.CardToken)
+}
+
+// answerCharge answers a repeated charge with the recorded payment and
+// announces its outcome again, unless the repeat asks for another amount:
+// that is another request under the same order, and must not pass for the
+// first. A VOIDED payment refuses the charge with ErrCalledOff, after
+// announcing that the charge failed.
+func (s *Service) answerCharge(ctx context.Context, p Payment, req ChargeRequest, saga Saga) (Payment, bool, error) {
+	if p.Status != StatusVoided && (p.AmountCents != req.AmountCents || p.Currency != req.Currency) {
 		return Payment{}, false, fail.New(fail.Conflict,
 			"order %s was already charged %d %s", p.OrderID, p.AmountCents, p.Currency)
+	}
+	outcome, err := chargeOutcome(p, saga)
+	if err != nil {
+		return Payment{}, false, err
+	}
+	if err := s.store.Announce(ctx, outcome); err != nil {
+		return Payment{}, false, err
+	}
+	if p.Status == StatusVoided {
+		return p, false, fail.Wrap(fail.Conflict, ErrCalledOff, "order %s was called off before it was charged", p.OrderID)
 	}
 	return p, false, nil
 }
@@ -206,19 +296,29 @@ func declineReason(reason string) string {
 	return reason
 }
 
-// Refund gives back the money of an order's payment. A CAPTURED payment
-// becomes REFUNDED; a REFUNDED, DECLINED or VOIDED one is answered as it is,
-// since nothing is held. An order without a payment gets a VOIDED one, so
-// that no charge for it can be taken afterwards.
-func (s *Service) Refund(ctx context.Context, orderID string) (Payment, error) {
+// Refund gives back the money of an order's payment and announces what it
+// left (PaymentRefunded), also when it finds the refund made already. A
+// CAPTURED payment becomes REFUNDED; a REFUNDED, DECLINED or VOIDED one is
+// answered as it is, since nothing is held. An order without a payment gets a
+// VOIDED one, so that no charge for it can be taken afterwards. saga is the
+// style the order runs under; empty means orchestration.
+func (s *Service) Refund(ctx context.Context, orderID string, saga Saga) (Payment, error) {
 	if err := validateID("order_id", orderID); err != nil {
 		return Payment{}, err
 	}
+	if err := saga.validate(); err != nil {
+		return Payment{}, err
+	}
+	saga = saga.orDefault()
 	p, err := s.store.ByOrder(ctx, orderID)
 	if fail.Is(err, fail.NotFound) {
 		now := s.now()
 		void := Payment{ID: uuid.Must(uuid.NewV7()).String(), OrderID: orderID, Currency: Currency, Status: StatusVoided, CreatedAt: now, UpdatedAt: now}
-		err = s.store.Create(ctx, void)
+		outcome, oerr := refundOutcome(void, saga)
+		if oerr != nil {
+			return Payment{}, oerr
+		}
+		err = s.store.Create(ctx, void, outcome)
 		if err == nil {
 			return void, nil
 		}
@@ -230,11 +330,34 @@ func (s *Service) Refund(ctx context.Context, orderID string) (Payment, error) {
 		return Payment{}, err
 	}
 	if p.Status != StatusCaptured {
-		return p, nil
+		return p, s.announceRefund(ctx, p, saga)
 	}
 	// The store moves it only if it is still CAPTURED, so two refunds racing
-	// each other refund once and both answer REFUNDED.
-	return s.store.SetStatus(ctx, orderID, StatusCaptured, StatusRefunded, s.now())
+	// each other refund once, and the one that lost tells the outcome again.
+	now := s.now()
+	refunded := p
+	refunded.Status, refunded.UpdatedAt = StatusRefunded, now
+	outcome, err := refundOutcome(refunded, saga)
+	if err != nil {
+		return Payment{}, err
+	}
+	p, moved, err := s.store.SetStatus(ctx, orderID, StatusCaptured, StatusRefunded, now, outcome)
+	if err != nil {
+		return Payment{}, err
+	}
+	if !moved {
+		return p, s.announceRefund(ctx, p, saga)
+	}
+	return p, nil
+}
+
+// announceRefund tells again what an earlier refund (or decline) left.
+func (s *Service) announceRefund(ctx context.Context, p Payment, saga Saga) error {
+	outcome, err := refundOutcome(p, saga)
+	if err != nil {
+		return err
+	}
+	return s.store.Announce(ctx, outcome)
 }
 
 // ByOrder returns the payment of an order; fail.NotFound if it has none.
@@ -266,20 +389,34 @@ func (s *Service) List(ctx context.Context, q ListQuery) (Page, error) {
 	return page, nil
 }
 
-func validateCharge(req ChargeRequest) (card string, err error) {
+// validateCharge checks a charge request. Exactly one of the card and its
+// token must be given; a token is checked for shape only, since whether it
+// is known is an outcome (a decline), not a malformed request.
+func validateCharge(req ChargeRequest) error {
 	if err := validateID("order_id", req.OrderID); err != nil {
-		return "", err
+		return err
 	}
 	if err := validateID("user_id", req.UserID); err != nil {
-		return "", err
+		return err
 	}
 	if req.AmountCents < MinAmountCents || req.AmountCents > MaxAmountCents {
-		return "", fail.New(fail.Invalid, "amount_cents must be from %d to %d", MinAmountCents, MaxAmountCents)
+		return fail.New(fail.Invalid, "amount_cents must be from %d to %d", MinAmountCents, MaxAmountCents)
 	}
 	if req.Currency != Currency {
-		return "", fail.New(fail.Invalid, "currency must be %s", Currency)
+		return fail.New(fail.Invalid, "currency must be %s", Currency)
 	}
-	return NormalizeCard(req.Card)
+	if err := req.Saga.validate(); err != nil {
+		return err
+	}
+	switch {
+	case req.CardToken != "" && req.Card != "":
+		return fail.New(fail.Invalid, "give either card or card_token, not both")
+	case req.CardToken != "":
+		return validateID("card_token", req.CardToken)
+	default:
+		_, err := NormalizeCard(req.Card)
+		return err
+	}
 }
 
 // validateID checks an id handed to us by another service: ids are opaque,

@@ -95,12 +95,18 @@ func TestValidateCharge(t *testing.T) {
 		{"order id with newline", func(r *ChargeRequest) { r.OrderID = "o\n1" }, "order_id"},
 		{"no user", func(r *ChargeRequest) { r.UserID = "" }, "user_id"},
 		{"bad card", func(r *ChargeRequest) { r.Card = "1234" }, "card number is not valid"},
+		{"no card and no token", func(r *ChargeRequest) { r.Card = "" }, "card number is not valid"},
+		{"a token instead of the card", func(r *ChargeRequest) { r.Card, r.CardToken = "", "card_1" }, ""},
+		{"both card and token", func(r *ChargeRequest) { r.CardToken = "card_1" }, "either card or card_token"},
+		{"huge token", func(r *ChargeRequest) { r.Card, r.CardToken = "", strings.Repeat("t", 101) }, "card_token"},
+		{"a saga style", func(r *ChargeRequest) { r.Saga = SagaParallel }, ""},
+		{"an unknown saga style", func(r *ChargeRequest) { r.Saga = "waterfall" }, "saga"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := good
 			tt.edit(&req)
-			_, err := validateCharge(req)
+			err := validateCharge(req)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("validateCharge() = %v, want nil", err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/payments/simprovider"
@@ -44,6 +45,9 @@ func newStore(t *testing.T) *paymentdb.Store {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, paymentdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrating the outbox: %v", err)
 	}
 	return paymentdb.New(db)
 }
@@ -223,25 +227,25 @@ func TestRefund(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	refunded, err := svc.Refund(ctx, "paid")
+	refunded, err := svc.Refund(ctx, "paid", "")
 	if err != nil || refunded.Status != payments.StatusRefunded || refunded.ID != captured.ID {
 		t.Fatalf("Refund(captured) = %+v, %v; want REFUNDED", refunded, err)
 	}
-	again, err := svc.Refund(ctx, "paid")
+	again, err := svc.Refund(ctx, "paid", "")
 	if err != nil || again.Status != payments.StatusRefunded || !again.UpdatedAt.Equal(refunded.UpdatedAt) {
 		t.Errorf("Refund again = %+v, %v; want the same REFUNDED answer", again, err)
 	}
-	d, err := svc.Refund(ctx, "declined")
+	d, err := svc.Refund(ctx, "declined", "")
 	if err != nil || d.Status != payments.StatusDeclined || d.ID != declined.ID {
 		t.Errorf("Refund(declined) = %+v, %v; want it DECLINED, unchanged", d, err)
 	}
 	// A refund before any charge voids the order: a late charge is refused
 	// and takes nothing.
-	v, err := svc.Refund(ctx, "nobody")
+	v, err := svc.Refund(ctx, "nobody", "")
 	if err != nil || v.Status != payments.StatusVoided || v.AmountCents != 0 {
 		t.Errorf("Refund(unknown) = %+v, %v; want VOIDED of nothing", v, err)
 	}
-	if again, err := svc.Refund(ctx, "nobody"); err != nil || again.ID != v.ID {
+	if again, err := svc.Refund(ctx, "nobody", ""); err != nil || again.ID != v.ID {
 		t.Errorf("Refund(voided) again = %+v, %v; want the same VOIDED payment", again, err)
 	}
 	if _, _, err := svc.Charge(ctx, charge("nobody", 900, goodCard)); !fail.Is(err, fail.Conflict) {
@@ -250,7 +254,7 @@ func TestRefund(t *testing.T) {
 	if got, _ := svc.ByOrder(ctx, "nobody"); got.Status != payments.StatusVoided {
 		t.Errorf("after a late charge the payment is %s, want still VOIDED", got.Status)
 	}
-	if _, err := svc.Refund(ctx, ""); !fail.Is(err, fail.Invalid) {
+	if _, err := svc.Refund(ctx, "", ""); !fail.Is(err, fail.Invalid) {
 		t.Errorf("Refund(\"\") = %v, want fail.Invalid", err)
 	}
 	// A charge after the refund must not capture again.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
 	"github.com/microshop/microshop/internal/sqldb"
@@ -26,6 +27,9 @@ func newStore(t *testing.T) *shipmentdb.Store {
 	if err := db.Migrate(ctx, shipmentdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrating messaging tables: %v", err)
+	}
 	return shipmentdb.New(db)
 }
 
@@ -33,7 +37,7 @@ func TestScheduleOnceAndAnswerRepeats(t *testing.T) {
 	ctx := context.Background()
 	svc := shipping.NewService(newStore(t))
 
-	first, created, err := svc.Schedule(ctx, "order-1", "user-1", home)
+	first, created, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", home)
 	if err != nil || !created {
 		t.Fatalf("Schedule = created %v, %v; want created, nil", created, err)
 	}
@@ -42,7 +46,7 @@ func TestScheduleOnceAndAnswerRepeats(t *testing.T) {
 	}
 	elsewhere := home
 	elsewhere.City = "Paris"
-	again, created, err := svc.Schedule(ctx, "order-1", "user-1", elsewhere)
+	again, created, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", elsewhere)
 	if err != nil || created {
 		t.Fatalf("repeat Schedule = created %v, %v; want not created, nil", created, err)
 	}
@@ -56,10 +60,10 @@ func TestScheduleInvalidChangesNothing(t *testing.T) {
 	svc := shipping.NewService(newStore(t))
 	bad := home
 	bad.Country = "gb"
-	if _, _, err := svc.Schedule(ctx, "order-1", "user-1", bad); !fail.Is(err, fail.Invalid) {
+	if _, _, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", bad); !fail.Is(err, fail.Invalid) {
 		t.Fatalf("Schedule with a bad country = %v, want fail.Invalid", err)
 	}
-	if _, _, err := svc.Schedule(ctx, "order-1", "", home); !fail.Is(err, fail.Invalid) {
+	if _, _, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "", home); !fail.Is(err, fail.Invalid) {
 		t.Fatalf("Schedule without a user = %v, want fail.Invalid", err)
 	}
 	if _, err := svc.ByOrder(ctx, "order-1"); !fail.Is(err, fail.NotFound) {
@@ -70,27 +74,27 @@ func TestScheduleInvalidChangesNothing(t *testing.T) {
 func TestCancel(t *testing.T) {
 	ctx := context.Background()
 	svc := shipping.NewService(newStore(t))
-	scheduled, _, err := svc.Schedule(ctx, "order-1", "user-1", home)
+	scheduled, _, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", home)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	cancelled, err := svc.Cancel(ctx, "order-1")
+	cancelled, err := svc.Cancel(ctx, shipping.Orchestration, "order-1")
 	if err != nil || cancelled.Status != shipping.StatusCancelled || cancelled.ID != scheduled.ID || cancelled.Address != home {
 		t.Fatalf("Cancel(scheduled) = %+v, %v; want the shipment CANCELLED", cancelled, err)
 	}
-	again, err := svc.Cancel(ctx, "order-1")
+	again, err := svc.Cancel(ctx, shipping.Orchestration, "order-1")
 	if err != nil || again.Status != shipping.StatusCancelled || again.ID != scheduled.ID || !again.UpdatedAt.Equal(cancelled.UpdatedAt) {
 		t.Errorf("Cancel again = %+v, %v; want the same CANCELLED answer", again, err)
 	}
-	_, _, err = svc.Schedule(ctx, "order-1", "user-1", home)
+	_, _, err = svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", home)
 	if !fail.Is(err, fail.Conflict) || fail.MessageOf(err) != "shipment was cancelled" {
 		t.Errorf("Schedule after cancel = %v, want fail.Conflict %q", err, "shipment was cancelled")
 	}
 	if got, _ := svc.ByOrder(ctx, "order-1"); got.Status != shipping.StatusCancelled {
 		t.Errorf("after the refused schedule the shipment is %s, want CANCELLED", got.Status)
 	}
-	if _, err := svc.Cancel(ctx, ""); !fail.Is(err, fail.Invalid) {
+	if _, err := svc.Cancel(ctx, shipping.Orchestration, ""); !fail.Is(err, fail.Invalid) {
 		t.Errorf("Cancel(\"\") = %v, want fail.Invalid", err)
 	}
 }
@@ -99,15 +103,15 @@ func TestCancelBeforeScheduleLeavesATombstone(t *testing.T) {
 	ctx := context.Background()
 	svc := shipping.NewService(newStore(t))
 
-	tomb, err := svc.Cancel(ctx, "order-1")
+	tomb, err := svc.Cancel(ctx, shipping.Orchestration, "order-1")
 	if err != nil || tomb.Status != shipping.StatusCancelled || tomb.UserID != "" || tomb.Address != (shipping.Address{}) {
 		t.Fatalf("Cancel(unknown) = %+v, %v; want a CANCELLED tombstone with no user or address", tomb, err)
 	}
-	again, err := svc.Cancel(ctx, "order-1")
+	again, err := svc.Cancel(ctx, shipping.Orchestration, "order-1")
 	if err != nil || again.ID != tomb.ID {
 		t.Errorf("Cancel again = %+v, %v; want the tombstone %s", again, err, tomb.ID)
 	}
-	if _, _, err := svc.Schedule(ctx, "order-1", "user-1", home); !fail.Is(err, fail.Conflict) {
+	if _, _, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", home); !fail.Is(err, fail.Conflict) {
 		t.Errorf("late Schedule = %v, want fail.Conflict", err)
 	}
 }
@@ -131,11 +135,11 @@ func TestScheduleRacingCancel(t *testing.T) {
 		)
 		wg.Go(func() {
 			<-start
-			_, _, scheduleErr = svc.Schedule(ctx, order, "user-1", home)
+			_, _, scheduleErr = svc.Schedule(ctx, shipping.Orchestration, order, "user-1", home)
 		})
 		wg.Go(func() {
 			<-start
-			cancelled, cancelErr = svc.Cancel(ctx, order)
+			cancelled, cancelErr = svc.Cancel(ctx, shipping.Orchestration, order)
 		})
 		close(start)
 		wg.Wait()
@@ -180,12 +184,12 @@ func TestLosersOfTheInsertRaceAnswerTheWinner(t *testing.T) {
 	t.Run("schedule loses to a tombstone", func(t *testing.T) {
 		store := &staleStore{Store: newStore(t)}
 		svc := shipping.NewService(store)
-		tomb, err := svc.Cancel(ctx, "order-1")
+		tomb, err := svc.Cancel(ctx, shipping.Orchestration, "order-1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		store.stale = 1
-		_, _, err = svc.Schedule(ctx, "order-1", "user-1", home)
+		_, _, err = svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", home)
 		if !fail.Is(err, fail.Conflict) || fail.MessageOf(err) != "shipment was cancelled" {
 			t.Fatalf("Schedule = %v, want fail.Conflict %q", err, "shipment was cancelled")
 		}
@@ -197,12 +201,12 @@ func TestLosersOfTheInsertRaceAnswerTheWinner(t *testing.T) {
 	t.Run("schedule loses to a schedule", func(t *testing.T) {
 		store := &staleStore{Store: newStore(t)}
 		svc := shipping.NewService(store)
-		first, _, err := svc.Schedule(ctx, "order-1", "user-1", home)
+		first, _, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", home)
 		if err != nil {
 			t.Fatal(err)
 		}
 		store.stale = 1
-		got, created, err := svc.Schedule(ctx, "order-1", "user-1", home)
+		got, created, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", home)
 		if err != nil || created || got.ID != first.ID {
 			t.Errorf("Schedule = %s created %v, %v; want %s, not created", got.ID, created, err, first.ID)
 		}
@@ -211,12 +215,12 @@ func TestLosersOfTheInsertRaceAnswerTheWinner(t *testing.T) {
 	t.Run("tombstone loses to a schedule", func(t *testing.T) {
 		store := &staleStore{Store: newStore(t)}
 		svc := shipping.NewService(store)
-		scheduled, _, err := svc.Schedule(ctx, "order-1", "user-1", home)
+		scheduled, _, err := svc.Schedule(ctx, shipping.Orchestration, "order-1", "user-1", home)
 		if err != nil {
 			t.Fatal(err)
 		}
 		store.stale = 1
-		got, err := svc.Cancel(ctx, "order-1")
+		got, err := svc.Cancel(ctx, shipping.Orchestration, "order-1")
 		if err != nil || got.ID != scheduled.ID || got.Status != shipping.StatusCancelled {
 			t.Errorf("Cancel = %+v, %v; want the scheduled shipment %s, CANCELLED", got, err, scheduled.ID)
 		}
@@ -232,7 +236,7 @@ func TestListPages(t *testing.T) {
 		if i%2 == 1 {
 			user = "user-2"
 		}
-		sh, _, err := svc.Schedule(ctx, fmt.Sprintf("order-%d", i), user, home)
+		sh, _, err := svc.Schedule(ctx, shipping.Orchestration, fmt.Sprintf("order-%d", i), user, home)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 )
 
@@ -59,8 +60,25 @@ type Shipment struct {
 	UpdatedAt time.Time
 }
 
-// Store keeps shipments.
+// Store keeps shipments. Operations called with the context of an Atomic
+// unit join that unit.
 type Store interface {
+	// Atomic runs fn as one unit of work: what fn does through the store
+	// with the context it is given commits together or not at all. Inside
+	// another unit (a consumer's inbox transaction) it nests, and a failing
+	// fn undoes only its own work.
+	Atomic(ctx context.Context, fn func(ctx context.Context) error) error
+	// Publish stores events in the outbox within the unit of work of ctx,
+	// so that they are published if and only if that unit commits. Without
+	// a unit in ctx it fails.
+	Publish(ctx context.Context, events ...event.Event) error
+	// MergeIntent adds what in says about an order (that it was created,
+	// with its user and address; that its items were reserved; that it was
+	// paid) to what was recorded before, and returns the whole intent as it
+	// now stands. What is set once stays set, the user and address are the
+	// first ones recorded, and the saga is the one first recorded.
+	MergeIntent(ctx context.Context, in Intent, at time.Time) (Intent, error)
+
 	// Create stores sh; fail.Conflict if a shipment for sh.OrderID exists.
 	Create(ctx context.Context, sh Shipment) error
 	// ByOrder finds the shipment of an order; fail.NotFound if none.
@@ -99,12 +117,14 @@ func NewService(store Store) *Service {
 	return &Service{store: store, now: func() time.Time { return time.Now().UTC() }}
 }
 
-// Schedule records the delivery of an order to addr. If the order already
-// has a shipment it is returned unchanged with created false, so a retry
+// Schedule records the delivery of an order to addr and announces it under
+// saga with DeliveryScheduled. If the order already has a shipment it is
+// returned unchanged with created false (and announced again), so a retry
 // schedules nothing new; if that shipment was cancelled the answer is
-// fail.Conflict, since a cancelled order must not ship.
-func (s *Service) Schedule(ctx context.Context, orderID, userID string, addr Address) (sh Shipment, created bool, err error) {
-	if err := validateID("order_id", orderID); err != nil {
+// fail.Conflict, announced as ShipmentRefused, since a cancelled order must
+// not ship.
+func (s *Service) Schedule(ctx context.Context, saga Saga, orderID, userID string, addr Address) (sh Shipment, created bool, err error) {
+	if err := validateOrder(saga, orderID); err != nil {
 		return Shipment{}, false, err
 	}
 	if err := validateID("user_id", userID); err != nil {
@@ -114,6 +134,19 @@ func (s *Service) Schedule(ctx context.Context, orderID, userID string, addr Add
 	if err != nil {
 		return Shipment{}, false, err
 	}
+	err = s.unit(ctx, func(ctx context.Context) error {
+		var err error
+		sh, created, err = s.schedule(ctx, saga, orderID, userID, addr)
+		return err
+	})
+	if err != nil {
+		return Shipment{}, false, err
+	}
+	return sh, created, nil
+}
+
+// record finds or creates the shipment of an order, in the unit of ctx.
+func (s *Service) record(ctx context.Context, orderID, userID string, addr Address) (Shipment, bool, error) {
 	existing, err := s.store.ByOrder(ctx, orderID)
 	switch {
 	case err == nil:
@@ -122,7 +155,7 @@ func (s *Service) Schedule(ctx context.Context, orderID, userID string, addr Add
 		return Shipment{}, false, err
 	}
 	now := s.now()
-	sh = Shipment{
+	sh := Shipment{
 		ID:        uuid.Must(uuid.NewV7()).String(),
 		OrderID:   orderID,
 		UserID:    userID,
@@ -155,14 +188,29 @@ func recorded(sh Shipment) (Shipment, bool, error) {
 	return sh, false, nil
 }
 
-// Cancel calls off the delivery of an order. A SCHEDULED shipment becomes
-// CANCELLED and a CANCELLED one is answered as it is. An order with no
-// shipment gets a CANCELLED tombstone, because the cancel may overtake the
-// Schedule it compensates, and that Schedule must then be refused.
-func (s *Service) Cancel(ctx context.Context, orderID string) (Shipment, error) {
-	if err := validateID("order_id", orderID); err != nil {
+// Cancel calls off the delivery of an order and announces it under saga with
+// ShipmentCancelled. A SCHEDULED shipment becomes CANCELLED and a CANCELLED
+// one is answered as it is. An order with no shipment gets a CANCELLED
+// tombstone, because the cancel may overtake the Schedule it compensates, and
+// that Schedule must then be refused.
+func (s *Service) Cancel(ctx context.Context, saga Saga, orderID string) (sh Shipment, err error) {
+	if err := validateOrder(saga, orderID); err != nil {
 		return Shipment{}, err
 	}
+	err = s.unit(ctx, func(ctx context.Context) error {
+		var err error
+		sh, err = s.cancel(ctx, saga, orderID)
+		return err
+	})
+	if err != nil {
+		return Shipment{}, err
+	}
+	return sh, nil
+}
+
+// callOff cancels the shipment of an order or leaves its tombstone, in the
+// unit of ctx.
+func (s *Service) callOff(ctx context.Context, orderID string) (Shipment, error) {
 	// Two rounds at most: a tombstone loses its insert only to a shipment
 	// that then exists, and the second round cancels that one.
 	for range 2 {

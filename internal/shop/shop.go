@@ -12,33 +12,45 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/microshop/microshop/internal/audit"
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/bus"
+	"github.com/microshop/microshop/internal/bus/natsbus"
+	"github.com/microshop/microshop/internal/bus/rabbitbus"
 	"github.com/microshop/microshop/internal/catalog"
 	"github.com/microshop/microshop/internal/catalog/catalogdb"
 	"github.com/microshop/microshop/internal/catalog/cataloghttp"
 	"github.com/microshop/microshop/internal/config"
 	"github.com/microshop/microshop/internal/discovery"
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/gateway"
 	"github.com/microshop/microshop/internal/host"
+	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
+	"github.com/microshop/microshop/internal/inventory/inventoryevents"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
 	"github.com/microshop/microshop/internal/orders"
 	"github.com/microshop/microshop/internal/orders/orderclient"
 	"github.com/microshop/microshop/internal/orders/orderdb"
+	"github.com/microshop/microshop/internal/orders/orderevents"
 	"github.com/microshop/microshop/internal/orders/orderhttp"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
+	"github.com/microshop/microshop/internal/payments/paymentevents"
 	"github.com/microshop/microshop/internal/payments/paymenthttp"
 	"github.com/microshop/microshop/internal/payments/simprovider"
 	"github.com/microshop/microshop/internal/registry"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
+	"github.com/microshop/microshop/internal/shipping/shippingevents"
 	"github.com/microshop/microshop/internal/shipping/shippinghttp"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/upstream"
@@ -51,10 +63,13 @@ import (
 // Options say what to run.
 type Options struct {
 	Config   config.Config
-	Services []string  // which services run in this process
-	Seed     bool      // seed the catalog and stock of a new shop once up
-	Stdout   io.Writer // where the banner and a generated admin password go
-	Log      *slog.Logger
+	Services []string // which services run in this process
+	Seed     bool     // seed the catalog and stock of a new shop once up
+	// EmbedBroker starts JetStream in this process when no broker URL is
+	// configured (up); otherwise services connect to the configured one.
+	EmbedBroker bool
+	Stdout      io.Writer // where the banner and a generated admin password go
+	Log         *slog.Logger
 }
 
 // Run starts the chosen services, prints where the shop can be reached once
@@ -69,22 +84,33 @@ func Run(ctx context.Context, opt Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := &builder{cfg: opt.Config, log: opt.Log, stdout: opt.Stdout, ctx: ctx}
-	defer b.closeAll()
 
+	// Things stop in the reverse order they started: the services first
+	// (Run waits for them below), then their broker connections and
+	// databases, then the embedded broker, and the registry last, so that
+	// every service can still leave it.
+	var stops []func()
+	defer func() {
+		for _, stop := range slices.Backward(stops) {
+			stop()
+		}
+	}()
 	var (
-		wg       sync.WaitGroup
 		errMu    sync.Mutex
 		firstErr error
 	)
-	start := func(s *host.Service) {
+	fail := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+		cancel()
+	}
+	run := func(ctx context.Context, wg *sync.WaitGroup, s *host.Service) {
 		wg.Go(func() {
 			if err := s.Run(ctx); err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				errMu.Unlock()
-				cancel()
+				fail(err)
 			}
 		})
 	}
@@ -92,18 +118,34 @@ func Run(ctx context.Context, opt Options) error {
 	// The registry starts first, because everyone else announces itself
 	// there and its address may only be known once it listens.
 	if slices.Contains(opt.Services, "registry") {
+		var regWG sync.WaitGroup
+		regCtx, stopRegistry := context.WithCancel(context.WithoutCancel(ctx))
+		stops = append(stops, func() { stopRegistry(); regWG.Wait() })
 		listening := make(chan string, 1)
-		reg := b.registry(func(addr string) { listening <- addr })
-		start(reg)
+		run(regCtx, &regWG, b.registry(func(addr string) { listening <- addr }))
 		select {
 		case addr := <-listening:
 			b.cfg.RegistryURL = "http://" + addr
 		case <-ctx.Done():
-			wg.Wait()
 			return errors.Join(firstErr, ctx.Err())
 		}
 	}
 	b.regClient = discovery.NewClient(b.cfg.RegistryURL, time.Second)
+
+	if b.cfg.BrokerURL == "" {
+		if opt.EmbedBroker {
+			srv, err := natsbus.Embedded(ctx, filepath.Join(b.cfg.DataDir, "broker"), b.log.With(slog.String("service", "broker")))
+			if err != nil {
+				return fmt.Errorf("starting the embedded broker: %w", err)
+			}
+			stops = append(stops, srv.Shutdown)
+			b.cfg.BrokerURL = srv.ClientURL()
+			b.addrs.Store("broker", strings.TrimPrefix(b.cfg.BrokerURL, "nats://"))
+		} else {
+			b.cfg.BrokerURL = "nats://" + b.cfg.BrokerAddr
+		}
+	}
+	stops = append(stops, b.closeAll)
 
 	var services []*host.Service
 	for _, name := range config.Services {
@@ -112,16 +154,14 @@ func Run(ctx context.Context, opt Options) error {
 		}
 		s, err := b.build(name)
 		if err != nil {
-			cancel()
-			wg.Wait()
 			return fmt.Errorf("building %s: %w", name, err)
 		}
 		services = append(services, s)
 	}
+	var wg sync.WaitGroup
 	for _, s := range services {
-		start(s)
+		run(ctx, &wg, s)
 	}
-
 	if err := waitReady(ctx, append(services, b.registrySvc)); err == nil {
 		b.banner()
 		if opt.Seed {
@@ -131,6 +171,8 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}
 	wg.Wait()
+	errMu.Lock()
+	defer errMu.Unlock()
 	return firstErr
 }
 
@@ -257,7 +299,55 @@ func (b *builder) openDB(name string, migrations fs.FS) (*sqldb.DB, error) {
 	if err := db.Migrate(b.ctx, migrations); err != nil {
 		return nil, err
 	}
+	if err := outbox.Migrate(b.ctx, db); err != nil {
+		return nil, err
+	}
 	return db, nil
+}
+
+// messaging gives a service its broker connection, the relay that publishes
+// its outbox, and the inbox its consumers apply events through; their
+// metrics, health check and dead-letter routes go on the service.
+func (b *builder) messaging(s *host.Service, db *sqldb.DB, relayOpts outbox.Options) (bus.Broker, *inbox.Inbox, error) {
+	broker, err := b.connect(s.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	relayOpts.Service = s.Name
+	relay := outbox.NewRelay(db, broker, s.Log.With(slog.String("component", "relay")), relayOpts)
+	db.OnCommit(relay.Wake)
+	in := inbox.New(db, s.Name, s.Log.With(slog.String("component", "inbox")))
+	s.Metrics.Registry.MustRegister(relay.Collectors()...)
+	s.Metrics.Registry.MustRegister(in.Collectors()...)
+	s.Health.Add("broker", broker.Ping)
+	dlq := inbox.Routes(in)
+	s.Routes.Handle(inbox.ListPattern, dlq)
+	s.Routes.Handle(inbox.ReplayPattern, dlq)
+	s.Workers = append(s.Workers, func(ctx context.Context) {
+		if err := relay.Run(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Error("outbox relay stopped", slog.Any("err", err))
+		}
+	})
+	return broker, in, nil
+}
+
+// connect opens a broker connection for one service.
+func (b *builder) connect(name string) (bus.Broker, error) {
+	var (
+		broker bus.Broker
+		err    error
+	)
+	log := b.log.With(slog.String("service", name), slog.String("component", "bus"))
+	if strings.HasPrefix(b.cfg.BrokerURL, "amqp") {
+		broker, err = rabbitbus.Connect(b.ctx, b.cfg.BrokerURL, rabbitbus.Options{Name: name, Log: log})
+	} else {
+		broker, err = natsbus.Connect(b.ctx, b.cfg.BrokerURL, natsbus.Options{Name: name, Log: log})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connecting %s to the broker: %w", name, err)
+	}
+	b.closers = append(b.closers, broker)
+	return broker, nil
 }
 
 func (b *builder) build(name string) (*host.Service, error) {
@@ -269,32 +359,60 @@ func (b *builder) build(name string) (*host.Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		return b.withDB(b.service(name, cataloghttp.Routes(catalog.NewService(catalogdb.New(db)))), db), nil
+		return b.eventful(b.service(name, cataloghttp.Routes(catalog.NewService(catalogdb.New(db)))), db, nil)
 	case "inventory":
 		db, err := b.openDB(name, inventorydb.Migrations)
 		if err != nil {
 			return nil, err
 		}
-		return b.withDB(b.service(name, inventoryhttp.Routes(inventory.NewService(inventorydb.New(db)))), db), nil
+		svc := inventory.NewService(inventorydb.New(db))
+		return b.eventful(b.service(name, inventoryhttp.Routes(svc)), db, func(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, log *slog.Logger) error {
+			return inventoryevents.Consume(ctx, sub, in, svc, log)
+		})
 	case "payments":
 		db, err := b.openDB(name, paymentdb.Migrations)
 		if err != nil {
 			return nil, err
 		}
 		svc := payments.NewService(paymentdb.New(db), simprovider.New())
-		return b.withDB(b.service(name, paymenthttp.Routes(svc)), db), nil
+		return b.eventful(b.service(name, paymenthttp.Routes(svc)), db, func(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, log *slog.Logger) error {
+			return paymentevents.Consume(ctx, sub, in, svc, log)
+		})
 	case "shipping":
 		db, err := b.openDB(name, shipmentdb.Migrations)
 		if err != nil {
 			return nil, err
 		}
-		return b.withDB(b.service(name, shippinghttp.Routes(shipping.NewService(shipmentdb.New(db)))), db), nil
+		svc := shipping.NewService(shipmentdb.New(db))
+		return b.eventful(b.service(name, shippinghttp.Routes(svc)), db, func(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, log *slog.Logger) error {
+			return shippingevents.Consume(ctx, sub, in, svc, log)
+		})
 	case "orders":
 		return b.orders()
 	case "gateway":
 		return b.gateway()
 	}
 	return nil, fmt.Errorf("no such service %q", name)
+}
+
+// consumeFunc runs a service's subscriptions until ctx ends.
+type consumeFunc func(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, log *slog.Logger) error
+
+// eventful builds a service that publishes through its outbox and, when
+// consume is set, consumes events through its inbox.
+func (b *builder) eventful(s *host.Service, db *sqldb.DB, consume consumeFunc) (*host.Service, error) {
+	broker, in, err := b.messaging(s, db, outbox.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if consume != nil {
+		s.Workers = append(s.Workers, func(ctx context.Context) {
+			if err := consume(ctx, broker, in, s.Log); err != nil {
+				s.Log.Error("stopped consuming", slog.Any("err", err))
+			}
+		})
+	}
+	return b.withDB(s, db), nil
 }
 
 // withDB adds the database health check and the token verifier that every
@@ -329,7 +447,7 @@ func (b *builder) users() (*host.Service, error) {
 	}
 	s := b.service("users", userhttp.Routes(svc, signer.JWKS))
 	s.Verifier = auth.NewVerifier(signer)
-	return b.withDB(s, db), nil
+	return b.eventful(s, db, nil)
 }
 
 func (b *builder) orders() (*host.Service, error) {
@@ -343,14 +461,24 @@ func (b *builder) orders() (*host.Service, error) {
 	store := orderdb.New(db)
 	call := b.caller("orders")
 	log := b.log.With(slog.String("service", "orders"))
-	runner := orders.NewRunner(store, orders.Participants{
-		Payments:  orderclient.Payments{Caller: call},
-		Inventory: orderclient.Inventory{Caller: call},
-		Shipping:  orderclient.Shipping{Caller: call},
-	}, log.With(slog.String("component", "saga")))
-	svc := orders.NewService(store, orderclient.Catalog{Caller: call}, b.cfg.SagaMode, runner.Wake)
-	s := b.service("orders", orderhttp.Routes(svc, store.History))
-	s.Workers = []host.Worker{runner.Run}
+	runner := orders.NewRunner(store, log.With(slog.String("component", "saga")))
+	svc := orders.NewService(store, orderclient.Catalog{Caller: call}, orderclient.Vault{Caller: call}, b.cfg.SagaMode, runner.Wake)
+	proj := orders.NewProjector(store)
+	rebuild := func(ctx context.Context) (int, error) {
+		return store.RebuildViews(ctx, func(ctx context.Context, e event.Event) error { return orderevents.Project(ctx, proj, e) })
+	}
+	s := b.service("orders", orderhttp.Routes(svc, orderhttp.Deps{History: store.History, Rebuild: rebuild}))
+	// The outbox is orders' event log, which the read model is rebuilt
+	// from: it is kept.
+	broker, in, err := b.messaging(s, db, outbox.Options{Retention: -1})
+	if err != nil {
+		return nil, err
+	}
+	s.Workers = append(s.Workers, runner.Run, func(ctx context.Context) {
+		if err := orderevents.Consume(ctx, broker, in, svc, proj, s.Log); err != nil {
+			s.Log.Error("orders stopped consuming", slog.Any("err", err))
+		}
+	})
 	return b.withDB(s, db), nil
 }
 
@@ -380,6 +508,9 @@ func (b *builder) gateway() (*host.Service, error) {
 // banner tells the person who started the shop where it is.
 func (b *builder) banner() {
 	fmt.Fprintln(b.stdout, "microshop is up")
+	if addr, ok := b.addrs.Load("broker"); ok {
+		fmt.Fprintf(b.stdout, "  %-10s nats://%s\n", "broker", addr)
+	}
 	for _, name := range config.Services {
 		if addr, ok := b.addrs.Load(name); ok {
 			fmt.Fprintf(b.stdout, "  %-10s http://%s\n", name, addr)

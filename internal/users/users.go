@@ -1,6 +1,7 @@
 // Package users is the heart of the users service: accounts, their
-// credentials and roles, and the rules for signing up and logging in. It
-// knows nothing of HTTP or SQL.
+// credentials and roles, the rules for signing up and logging in, and the
+// UserCreated event that tells the other services of a new account. It
+// knows nothing of HTTP, SQL or the broker.
 package users
 
 import (
@@ -15,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 )
 
@@ -36,8 +38,10 @@ const (
 
 // Store keeps accounts.
 type Store interface {
-	// Create stores u; fail.Conflict if its email is taken.
-	Create(ctx context.Context, u User) error
+	// Create stores u and the events that announce it, in one
+	// transaction; fail.Conflict if its email is taken, and then stores
+	// neither.
+	Create(ctx context.Context, u User, events ...event.Event) error
 	// ByEmail finds a user by normalised email; fail.NotFound if none.
 	ByEmail(ctx context.Context, email string) (User, error)
 	// ByID finds a user by id; fail.NotFound if none.
@@ -96,7 +100,11 @@ func (s *Service) create(ctx context.Context, email, name, password, role string
 		return User{}, err
 	}
 	u := User{ID: uuid.Must(uuid.NewV7()).String(), Email: email, Name: name, Role: role, PasswordHash: hash, CreatedAt: time.Now().UTC()}
-	if err := s.store.Create(ctx, u); err != nil {
+	created, err := userCreated(u)
+	if err != nil {
+		return User{}, err
+	}
+	if err := s.store.Create(ctx, u, created); err != nil {
 		return User{}, err
 	}
 	return u, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
@@ -33,6 +34,9 @@ func newShop(t *testing.T) shop {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, userdb.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil { // UserCreated is written with every new user
 		t.Fatal(err)
 	}
 	_, key, err := ed25519.GenerateKey(rand.Reader)

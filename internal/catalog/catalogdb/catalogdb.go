@@ -1,4 +1,7 @@
-// Package catalogdb stores the catalog service's products in its own SQL database.
+// Package catalogdb stores the catalog service's products and its outgoing
+// events in its own SQL database. The events go to the transactional outbox
+// (package outbox), whose migrations must be applied to the same database
+// with outbox.Migrate.
 package catalogdb
 
 import (
@@ -11,7 +14,9 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/catalog"
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 )
 
@@ -31,18 +36,20 @@ func New(db *sqldb.DB) *Store { return &Store{db: db} }
 const productColumns = `id, sku, name, description, category, price_cents, currency, created_at, updated_at`
 
 // Create implements catalog.Store.
-func (s *Store) Create(ctx context.Context, p catalog.Product) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO products (`+productColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.SKU, p.Name, p.Description, p.Category, p.PriceCents, p.Currency,
-		formatTime(p.CreatedAt), formatTime(p.UpdatedAt))
-	if err != nil {
-		if sqldb.IsUniqueViolation(err) && strings.Contains(err.Error(), "sku") {
-			return fail.New(fail.Conflict, "a product with sku %s already exists", p.SKU)
+func (s *Store) Create(ctx context.Context, p catalog.Product, events ...event.Event) error {
+	return s.db.Atomic(ctx, func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx,
+			`INSERT INTO products (`+productColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.SKU, p.Name, p.Description, p.Category, p.PriceCents, p.Currency,
+			formatTime(p.CreatedAt), formatTime(p.UpdatedAt))
+		if err != nil {
+			if sqldb.IsUniqueViolation(err) && strings.Contains(err.Error(), "sku") {
+				return fail.New(fail.Conflict, "a product with sku %s already exists", p.SKU)
+			}
+			return fmt.Errorf("inserting product: %w", err)
 		}
-		return fmt.Errorf("inserting product: %w", err)
-	}
-	return nil
+		return outbox.Add(ctx, s.db, events...)
+	})
 }
 
 // ByID implements catalog.Store.
@@ -77,23 +84,30 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]catalog.Pr
 	return products, nil
 }
 
-// UpdatePrice implements catalog.Store. The update and the read of the
-// result share a transaction, so the answer is the product as this update left it.
-func (s *Store) UpdatePrice(ctx context.Context, id string, priceCents int64, at time.Time) (catalog.Product, error) {
+// UpdatePrice implements catalog.Store. The update, the events and the read
+// of the result share a transaction, so the answer is the product as this
+// update left it and the events are stored only if it changed the price.
+func (s *Store) UpdatePrice(ctx context.Context, id string, fromCents, toCents int64, at time.Time, events ...event.Event) (catalog.Product, error) {
 	var p catalog.Product
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE products SET price_cents = ?, updated_at = ? WHERE id = ?`, priceCents, formatTime(at), id)
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx,
+			`UPDATE products SET price_cents = ?, updated_at = ? WHERE id = ? AND price_cents = ?`,
+			toCents, formatTime(at), id, fromCents)
 		if err != nil {
 			return fmt.Errorf("updating price of product %s: %w", id, err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		n, err := res.RowsAffected()
+		if err != nil {
 			return fmt.Errorf("updating price of product %s: %w", id, err)
-		} else if n == 0 {
-			return notFound()
 		}
-		p, err = one(tx.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = ?`, id))
-		return err
+		p, err = one(s.db.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = ?`, id))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fail.New(fail.Conflict, "the price of product %s is no longer %d", id, fromCents)
+		}
+		return outbox.Add(ctx, s.db, events...)
 	})
 	if err != nil {
 		return catalog.Product{}, err

@@ -11,6 +11,7 @@ import (
 	"github.com/microshop/microshop/internal/catalog"
 	"github.com/microshop/microshop/internal/catalog/catalogdb"
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 )
 
@@ -24,6 +25,9 @@ func openDB(t *testing.T) *sqldb.DB {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, catalogdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrating the outbox: %v", err)
 	}
 	return db
 }
@@ -170,7 +174,7 @@ func TestUpdatePrice(t *testing.T) {
 		}
 	}
 	at := p.UpdatedAt.Add(time.Minute)
-	got, err := store.UpdatePrice(ctx, p.ID, 2500, at)
+	got, err := store.UpdatePrice(ctx, p.ID, p.PriceCents, 2500, at)
 	if err != nil {
 		t.Fatalf("UpdatePrice: %v", err)
 	}
@@ -186,8 +190,15 @@ func TestUpdatePrice(t *testing.T) {
 	if untouched.PriceCents != other.PriceCents {
 		t.Errorf("other product's price: got %d, want %d", untouched.PriceCents, other.PriceCents)
 	}
-	if _, err := store.UpdatePrice(ctx, "missing", 100, at); !fail.Is(err, fail.NotFound) {
+	if _, err := store.UpdatePrice(ctx, "missing", 1299, 100, at); !fail.Is(err, fail.NotFound) {
 		t.Errorf("UpdatePrice(missing): got %v, want kind not found", err)
+	}
+	// The price is no longer 1299: the update is refused and changes nothing.
+	if _, err := store.UpdatePrice(ctx, p.ID, 1299, 100, at.Add(time.Minute)); !fail.Is(err, fail.Conflict) {
+		t.Errorf("UpdatePrice from a stale price: got %v, want kind conflict", err)
+	}
+	if stored, _ := store.ByID(ctx, p.ID); stored.PriceCents != 2500 || !stored.UpdatedAt.Equal(at) {
+		t.Errorf("after a stale update: price %d updated %v, want 2500, %v", stored.PriceCents, stored.UpdatedAt, at)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/microshop/microshop/internal/catalog/cataloghttp"
 	"github.com/microshop/microshop/internal/contract"
 	"github.com/microshop/microshop/internal/host"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/web"
 )
@@ -57,6 +58,9 @@ func newService(t *testing.T) *catalog.Service {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, catalogdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrating the outbox: %v", err)
 	}
 	return catalog.NewService(catalogdb.New(db))
 }

@@ -1,21 +1,26 @@
 // Package inventorydb stores the inventory service's stock and reservations in
-// its own SQL database, each change in one transaction.
+// its own SQL database, each change in one transaction together with the
+// events that announce it.
 package inventorydb
 
 import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/inventory"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 )
 
-// Migrations holds the schema, one folder per SQL dialect.
+// Migrations holds the schema, one folder per SQL dialect. The outbox and
+// inbox tables are not in it: apply outbox.Migrate to the same database.
 //
 //go:embed migrations
 var Migrations embed.FS
@@ -25,8 +30,72 @@ type Store struct{ db *sqldb.DB }
 
 var _ inventory.Store = (*Store)(nil)
 
-// New returns a store over db, whose migrations must have been applied.
+// New returns a store over db, whose migrations (Migrations and
+// outbox.Migrate) must have been applied.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
+
+// Atomic implements inventory.Store with a transaction of the database, or
+// a savepoint of the one ctx already carries (a consumer's inbox
+// transaction).
+func (s *Store) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.db.Atomic(ctx, fn)
+}
+
+// Publish implements inventory.Store with the transactional outbox.
+func (s *Store) Publish(ctx context.Context, events ...event.Event) error {
+	return outbox.Add(ctx, s.db, events...)
+}
+
+// intentItem is how an intent's items are kept in their JSON column.
+type intentItem struct {
+	ProductID string `json:"product_id"`
+	Quantity  int64  `json:"quantity"`
+}
+
+// MergeIntent implements inventory.Store with one upsert, so that two events
+// of an order applied at once cannot both miss the other's part: the second
+// waits for the first's row and merges into it.
+func (s *Store) MergeIntent(ctx context.Context, in inventory.Intent, at time.Time) (inventory.Intent, error) {
+	var items any // NULL unless in brings them
+	if in.Items != nil {
+		list := make([]intentItem, 0, len(in.Items))
+		for _, it := range in.Items {
+			list = append(list, intentItem{ProductID: it.ProductID, Quantity: it.Quantity})
+		}
+		b, err := json.Marshal(list)
+		if err != nil {
+			return inventory.Intent{}, fmt.Errorf("encoding items of order %s: %w", in.OrderID, err)
+		}
+		items = string(b)
+	}
+	var (
+		got      = inventory.Intent{OrderID: in.OrderID}
+		gotItems sql.NullString
+	)
+	err := s.db.QueryRowContext(ctx, `
+		INSERT INTO order_intents (order_id, saga, items, paid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (order_id) DO UPDATE SET
+			items = COALESCE(order_intents.items, excluded.items),
+			paid = MAX(order_intents.paid, excluded.paid),
+			updated_at = excluded.updated_at
+		RETURNING saga, items, paid`,
+		in.OrderID, string(in.Saga), items, in.Paid, formatTime(at), formatTime(at),
+	).Scan(&got.Saga, &gotItems, &got.Paid)
+	if err != nil {
+		return inventory.Intent{}, fmt.Errorf("recording the intent of order %s: %w", in.OrderID, err)
+	}
+	if gotItems.Valid {
+		var list []intentItem
+		if err := json.Unmarshal([]byte(gotItems.String), &list); err != nil {
+			return inventory.Intent{}, fmt.Errorf("reading items of order %s: %w", in.OrderID, err)
+		}
+		got.Items = make([]inventory.Item, 0, len(list))
+		for _, it := range list {
+			got.Items = append(got.Items, inventory.Item{ProductID: it.ProductID, Quantity: it.Quantity})
+		}
+	}
+	return got, nil
+}
 
 // querier is what a database and a transaction both offer, so reads can
 // run inside or outside one.

@@ -12,6 +12,7 @@ import (
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 )
 
@@ -25,6 +26,9 @@ func openDB(t *testing.T) *sqldb.DB {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, inventorydb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrating messaging tables: %v", err)
 	}
 	return db
 }
@@ -115,7 +119,7 @@ func TestMigrations(t *testing.T) {
 	if err := db.MigrateDown(ctx, inventorydb.Migrations); err != nil {
 		t.Fatalf("migrating down: %v", err)
 	}
-	for _, table := range []string{"stock", "reservations", "reservation_items"} {
+	for _, table := range []string{"stock", "reservations", "reservation_items", "order_intents"} {
 		if _, err := db.ExecContext(ctx, `SELECT 1 FROM `+table); err == nil {
 			t.Errorf("table %s still exists after migrating down", table)
 		}
@@ -125,6 +129,9 @@ func TestMigrations(t *testing.T) {
 	}
 	if _, err := inventorydb.New(db).SetAvailable(ctx, "p1", 1, time.Now()); err != nil {
 		t.Fatalf("SetAvailable after migrating up again: %v", err)
+	}
+	if _, err := inventorydb.New(db).MergeIntent(ctx, inventory.Intent{OrderID: "o1", Saga: inventory.Choreography, Paid: true}, time.Now()); err != nil {
+		t.Fatalf("MergeIntent after migrating up again: %v", err)
 	}
 }
 

@@ -145,6 +145,10 @@ func (h *handlers) listReservations(w http.ResponseWriter, r *http.Request) {
 	web.JSON(w, http.StatusOK, web.PageOf(p.Items, p.Next, reservationView))
 }
 
+// orchestrated is the saga of every call to the internal endpoints: only the
+// orchestrator ever called them, and it now sends commands over the bus.
+const orchestrated = inventory.Orchestration
+
 // reserve answers 201 for a new reservation and 200 for one that already
 // existed, so the orchestrator can tell a retry from a first call; the body
 // is the same either way.
@@ -161,7 +165,7 @@ func (h *handlers) reserve(w http.ResponseWriter, r *http.Request) {
 	for _, it := range in.Items {
 		items = append(items, inventory.Item{ProductID: it.ProductID, Quantity: it.Quantity})
 	}
-	res, created, err := h.svc.Reserve(r.Context(), in.OrderID, items)
+	res, created, err := h.svc.Reserve(r.Context(), orchestrated, in.OrderID, items)
 	if err != nil {
 		web.Error(w, r, err)
 		return
@@ -174,7 +178,7 @@ func (h *handlers) reserve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) commit(w http.ResponseWriter, r *http.Request) {
-	res, err := h.svc.Commit(r.Context(), r.PathValue("order_id"))
+	res, err := h.svc.Commit(r.Context(), orchestrated, r.PathValue("order_id"))
 	if err != nil {
 		web.Error(w, r, err)
 		return
@@ -183,7 +187,7 @@ func (h *handlers) commit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) release(w http.ResponseWriter, r *http.Request) {
-	res, err := h.svc.Release(r.Context(), r.PathValue("order_id"))
+	res, err := h.svc.Release(r.Context(), orchestrated, r.PathValue("order_id"))
 	if err != nil {
 		web.Error(w, r, err)
 		return

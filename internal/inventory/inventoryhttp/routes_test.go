@@ -27,6 +27,7 @@ import (
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/web"
 )
@@ -59,6 +60,9 @@ func newService(t *testing.T) *inventory.Service {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, inventorydb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrating messaging tables: %v", err)
 	}
 	return inventory.NewService(inventorydb.New(db))
 }

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/orders"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 )
 
@@ -33,7 +35,7 @@ func New(db *sqldb.DB) *Store { return &Store{db: db} }
 const orderColumns = `id, user_id, status, items, total_cents, currency, saga, cancel_reason, address, created_at, updated_at`
 
 // Create implements orders.Store.
-func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, replay *orders.Replay) error {
+func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, replay *orders.Replay, events []event.Event) error {
 	items, err := json.Marshal(o.Items)
 	if err != nil {
 		return fmt.Errorf("encoding items: %w", err)
@@ -42,9 +44,9 @@ func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, repl
 	if err != nil {
 		return fmt.Errorf("encoding address: %w", err)
 	}
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+	return s.db.Atomic(ctx, func(ctx context.Context) error {
 		if replay != nil {
-			_, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (user_id, key, fingerprint, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+			_, err := s.db.ExecContext(ctx, `INSERT INTO idempotency_keys (user_id, key, fingerprint, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
 				replay.UserID, replay.Key, replay.Fingerprint, replay.OrderID, stamp(o.CreatedAt))
 			if sqldb.IsUniqueViolation(err) {
 				return fail.New(fail.Conflict, "idempotency key already used")
@@ -53,15 +55,15 @@ func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, repl
 				return fmt.Errorf("storing idempotency key: %w", err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			o.ID, o.UserID, o.Status, items, o.TotalCents, o.Currency, o.Saga, o.CancelReason, addr, stamp(o.CreatedAt), stamp(o.UpdatedAt)); err != nil {
 			return fmt.Errorf("inserting order: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sagas (order_id, step, next_at, card) VALUES (?, ?, ?, ?)`,
-			sg.OrderID, sg.Step, sg.NextAt.UnixMilli(), sg.Card); err != nil {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO sagas (order_id, mode, step, next_at, card_token) VALUES (?, ?, ?, ?, ?)`,
+			sg.OrderID, sg.Mode, sg.Step, sg.NextAt.UnixMilli(), sg.CardToken); err != nil {
 			return fmt.Errorf("inserting saga: %w", err)
 		}
-		return nil
+		return outbox.Add(ctx, s.db, events...)
 	})
 }
 
@@ -93,17 +95,6 @@ func (s *Store) Replay(ctx context.Context, userID, key string) (orders.Replay, 
 		return orders.Replay{}, fmt.Errorf("reading idempotency key: %w", err)
 	}
 	return r, nil
-}
-
-// ListByUser implements orders.Store: newest first, ids being time-ordered.
-func (s *Store) ListByUser(ctx context.Context, userID, after string, limit int) (orders.Page, error) {
-	q := `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ?`
-	args := []any{userID}
-	if after != "" {
-		q += ` AND id < ?`
-		args = append(args, after)
-	}
-	return s.page(ctx, q+` ORDER BY id DESC LIMIT ?`, append(args, limit+1), limit)
 }
 
 // ListAll implements orders.Store: oldest first.
@@ -185,24 +176,18 @@ func (s *Store) SaveSettings(ctx context.Context, st orders.Settings) error {
 func (s *Store) ClaimSagas(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]orders.Saga, error) {
 	var out []orders.Saga
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT order_id, step, compensating, reason, attempts, next_at, card FROM sagas
-			WHERE done = 0 AND next_at <= ? AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?`,
+		rows, err := tx.QueryContext(ctx, `SELECT `+sagaColumns+` FROM sagas
+			WHERE done = 0 AND mode = 'orchestration' AND next_at <= ? AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?`,
 			now.UnixMilli(), now.UnixMilli(), limit)
 		if err != nil {
 			return fmt.Errorf("finding due sagas: %w", err)
 		}
 		for rows.Next() {
-			var (
-				sg     orders.Saga
-				step   string
-				nextAt int64
-			)
-			if err := rows.Scan(&sg.OrderID, &step, &sg.Compensating, &sg.Reason, &sg.Attempts, &nextAt, &sg.Card); err != nil {
+			sg, err := scanSaga(rows)
+			if err != nil {
 				rows.Close()
-				return fmt.Errorf("reading saga: %w", err)
+				return err
 			}
-			sg.Step = orders.Step(step)
-			sg.NextAt = time.UnixMilli(nextAt)
 			out = append(out, sg)
 		}
 		rows.Close()
@@ -226,36 +211,104 @@ func (s *Store) ClaimSagas(ctx context.Context, owner string, now time.Time, lea
 	return out, err
 }
 
+const sagaColumns = `order_id, mode, step, compensating, reason, attempts, awaiting, next_at, card_token, progress, done`
+
+func scanSaga(row interface{ Scan(...any) error }) (orders.Saga, error) {
+	var (
+		sg     orders.Saga
+		step   string
+		nextAt int64
+	)
+	err := row.Scan(&sg.OrderID, &sg.Mode, &step, &sg.Compensating, &sg.Reason, &sg.Attempts, &sg.Awaiting, &nextAt, &sg.CardToken, &sg.Progress, &sg.Done)
+	if err != nil {
+		return orders.Saga{}, err
+	}
+	sg.Step = orders.Step(step)
+	sg.NextAt = time.UnixMilli(nextAt)
+	return sg, nil
+}
+
+// Saga implements orders.SagaStore.
+func (s *Store) Saga(ctx context.Context, orderID string) (orders.Saga, error) {
+	sg, err := scanSaga(s.db.QueryRowContext(ctx, `SELECT `+sagaColumns+` FROM sagas WHERE order_id = ?`, orderID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return orders.Saga{}, fail.New(fail.NotFound, "no saga for order %s", orderID)
+	}
+	if err != nil {
+		return orders.Saga{}, fmt.Errorf("reading saga: %w", err)
+	}
+	return sg, nil
+}
+
 // Advance implements orders.SagaStore.
-func (s *Store) Advance(ctx context.Context, owner string, t orders.Transition, rec orders.StepRecord) error {
+func (s *Store) Advance(ctx context.Context, g orders.Guard, t orders.Transition, recs []orders.StepRecord, events []event.Event) error {
 	sg := t.Saga
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE sagas SET step = ?, compensating = ?, reason = ?, attempts = ?, next_at = ?, card = ?,
-			lease_owner = '', lease_until = 0, done = ? WHERE order_id = ? AND lease_owner = ?`,
-			sg.Step, sg.Compensating, sg.Reason, sg.Attempts, sg.NextAt.UnixMilli(), sg.Card, t.Final != "", sg.OrderID, owner)
+	return s.db.Atomic(ctx, func(ctx context.Context) error {
+		q := `UPDATE sagas SET step = ?, compensating = ?, reason = ?, attempts = ?, awaiting = ?, next_at = ?, card_token = ?,
+			progress = ?, lease_owner = '', lease_until = 0, done = ? WHERE order_id = ? AND done = 0`
+		args := []any{sg.Step, sg.Compensating, sg.Reason, sg.Attempts, sg.Awaiting, sg.NextAt.UnixMilli(), sg.CardToken,
+			sg.Progress, t.Final != "", sg.OrderID}
+		switch {
+		case g.Owner != "":
+			q += ` AND lease_owner = ?`
+			args = append(args, g.Owner)
+		case g.Expect != nil:
+			q += ` AND step = ? AND awaiting = ? AND progress = ? AND attempts = ?`
+			args = append(args, g.Expect.Step, g.Expect.Awaiting, g.Expect.Progress, g.Expect.Attempts)
+		}
+		res, err := s.db.ExecContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("storing saga: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return fail.New(fail.Conflict, "saga %s is leased by another runner", sg.OrderID)
+			return fail.New(fail.Conflict, "saga %s changed meanwhile", sg.OrderID)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO saga_steps (order_id, step, result, detail, at) VALUES (?, ?, ?, ?, ?)`,
-			rec.OrderID, rec.Step, rec.Result, rec.Detail, stamp(rec.At)); err != nil {
-			return fmt.Errorf("recording saga step: %w", err)
+		for _, rec := range recs {
+			if _, err := s.db.ExecContext(ctx, `INSERT INTO saga_steps (order_id, step, result, detail, at) VALUES (?, ?, ?, ?, ?)`,
+				rec.OrderID, rec.Step, rec.Result, rec.Detail, stamp(rec.At)); err != nil {
+				return fmt.Errorf("recording saga step: %w", err)
+			}
 		}
-		if t.Final == "" {
-			return nil
+		if t.Final != "" {
+			reason := ""
+			if t.Final == orders.Cancelled {
+				reason = sg.Reason
+			}
+			at := time.Now().UTC()
+			if len(recs) > 0 {
+				at = recs[len(recs)-1].At
+			}
+			if _, err := s.db.ExecContext(ctx, `UPDATE orders SET status = ?, cancel_reason = ?, updated_at = ? WHERE id = ?`,
+				t.Final, reason, stamp(at), sg.OrderID); err != nil {
+				return fmt.Errorf("ending order: %w", err)
+			}
 		}
-		reason := ""
-		if t.Final == orders.Cancelled {
-			reason = sg.Reason
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, cancel_reason = ?, updated_at = ? WHERE id = ?`,
-			t.Final, reason, stamp(rec.At), sg.OrderID); err != nil {
-			return fmt.Errorf("ending order: %w", err)
-		}
-		return nil
+		return outbox.Add(ctx, s.db, events...)
 	})
+}
+
+// KnownProduct implements orders.Store.
+func (s *Store) KnownProduct(ctx context.Context, id string) (orders.Product, error) {
+	p := orders.Product{ID: id}
+	err := s.db.QueryRowContext(ctx, `SELECT price_cents, currency FROM known_products WHERE id = ?`, id).Scan(&p.PriceCents, &p.Currency)
+	if errors.Is(err, sql.ErrNoRows) {
+		return orders.Product{}, fail.New(fail.NotFound, "product %s not known", id)
+	}
+	if err != nil {
+		return orders.Product{}, fmt.Errorf("reading known product: %w", err)
+	}
+	return p, nil
+}
+
+// RememberProduct implements orders.Store.
+func (s *Store) RememberProduct(ctx context.Context, p orders.Product) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO known_products (id, price_cents, currency, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET price_cents = excluded.price_cents, currency = excluded.currency, updated_at = excluded.updated_at`,
+		p.ID, p.PriceCents, p.Currency, stamp(time.Now()))
+	if err != nil {
+		return fmt.Errorf("remembering product: %w", err)
+	}
+	return nil
 }
 
 // History implements orders.SagaStore.
@@ -279,4 +332,4 @@ func (s *Store) History(ctx context.Context, orderID string) ([]orders.StepRecor
 	return out, rows.Err()
 }
 
-func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+func stamp(t time.Time) string { return sqldb.Stamp(t) }

@@ -1,7 +1,6 @@
 package orderhttp
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -12,8 +11,8 @@ import (
 )
 
 type handlers struct {
-	svc     *orders.Service
-	history func(ctx context.Context, orderID string) ([]orders.StepRecord, error)
+	svc  *orders.Service
+	deps Deps
 }
 
 // orderView is an order as the API shows it.
@@ -26,6 +25,7 @@ type orderView struct {
 	Currency     string        `json:"currency"`
 	Saga         string        `json:"saga"`
 	CancelReason string        `json:"cancel_reason,omitempty"`
+	CustomerName string        `json:"customer_name,omitempty"`
 	CreatedAt    time.Time     `json:"created_at"`
 	UpdatedAt    time.Time     `json:"updated_at"`
 }
@@ -33,7 +33,7 @@ type orderView struct {
 func view(o orders.Order) orderView {
 	return orderView{
 		ID: o.ID, UserID: o.UserID, Status: o.Status, Items: o.Items, TotalCents: o.TotalCents,
-		Currency: o.Currency, Saga: o.Saga, CancelReason: o.CancelReason, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+		Currency: o.Currency, Saga: o.Saga, CancelReason: o.CancelReason, CustomerName: o.CustomerName, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
 	}
 }
 
@@ -109,7 +109,7 @@ func (h *handlers) saga(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, err)
 		return
 	}
-	steps, err := h.history(r.Context(), o.ID)
+	steps, err := h.deps.History(r.Context(), o.ID)
 	if err != nil {
 		web.Error(w, r, err)
 		return
@@ -217,4 +217,19 @@ func (h *handlers) updateSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	web.JSON(w, http.StatusOK, st)
+}
+
+// rebuild drops the read model and builds it again from the event log.
+func (h *handlers) rebuild(w http.ResponseWriter, r *http.Request) {
+	if _, err := auth.Admin(r.Context()); err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	start := time.Now()
+	n, err := h.deps.Rebuild(r.Context())
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.JSON(w, http.StatusOK, map[string]any{"events": n, "took_ms": time.Since(start).Milliseconds()})
 }

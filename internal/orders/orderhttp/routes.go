@@ -14,9 +14,18 @@ import (
 //go:embed openapi.yaml
 var OpenAPI []byte
 
+// Deps are what the routes need besides the service.
+type Deps struct {
+	// History reads an order's saga history.
+	History func(ctx context.Context, orderID string) ([]orders.StepRecord, error)
+	// Rebuild drops the read model and rebuilds it from the event log,
+	// returning how many events it applied.
+	Rebuild func(ctx context.Context) (int, error)
+}
+
 // Routes maps the orders service's whole HTTP surface.
-func Routes(svc *orders.Service, history func(ctx context.Context, orderID string) ([]orders.StepRecord, error)) *http.ServeMux {
-	h := &handlers{svc: svc, history: history}
+func Routes(svc *orders.Service, deps Deps) *http.ServeMux {
+	h := &handlers{svc: svc, deps: deps}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/orders", h.place)
 	mux.HandleFunc("GET /api/v1/orders", h.listMine)
@@ -26,6 +35,7 @@ func Routes(svc *orders.Service, history func(ctx context.Context, orderID strin
 	mux.HandleFunc("GET /api/v1/admin/orders", h.listAll)
 	mux.HandleFunc("GET /api/v1/admin/settings", h.settings)
 	mux.HandleFunc("PUT /api/v1/admin/settings", h.updateSettings)
+	mux.HandleFunc("POST /api/v1/admin/read-model/rebuild", h.rebuild)
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(OpenAPI)

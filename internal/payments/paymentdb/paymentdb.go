@@ -1,4 +1,7 @@
-// Package paymentdb stores the payments service's payments in its own SQL database.
+// Package paymentdb stores the payments service's payments, its card numbers
+// and its outgoing events in its own SQL database. The events go to the
+// transactional outbox (package outbox), whose migrations must be applied to
+// the same database with outbox.Migrate.
 package paymentdb
 
 import (
@@ -10,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/sqldb"
 )
@@ -32,18 +37,20 @@ const columns = `id, order_id, user_id, amount_cents, currency, status, card_las
 
 // Create implements payments.Store. The unique order_id turns a second
 // payment for an order into fail.Conflict.
-func (s *Store) Create(ctx context.Context, p payments.Payment) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO payments (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.OrderID, p.UserID, p.AmountCents, p.Currency, string(p.Status), p.CardLast4, p.DeclineReason,
-		formatTime(p.CreatedAt), formatTime(p.UpdatedAt))
-	if err != nil {
-		if sqldb.IsUniqueViolation(err) {
-			return fail.Wrap(fail.Conflict, err, "order already has a payment")
+func (s *Store) Create(ctx context.Context, p payments.Payment, events ...event.Event) error {
+	return s.db.Atomic(ctx, func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx,
+			`INSERT INTO payments (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.OrderID, p.UserID, p.AmountCents, p.Currency, string(p.Status), p.CardLast4, p.DeclineReason,
+			formatTime(p.CreatedAt), formatTime(p.UpdatedAt))
+		if err != nil {
+			if sqldb.IsUniqueViolation(err) {
+				return fail.Wrap(fail.Conflict, err, "order already has a payment")
+			}
+			return fmt.Errorf("inserting payment: %w", err)
 		}
-		return fmt.Errorf("inserting payment: %w", err)
-	}
-	return nil
+		return outbox.Add(ctx, s.db, events...)
+	})
 }
 
 // ByOrder implements payments.Store.
@@ -51,24 +58,66 @@ func (s *Store) ByOrder(ctx context.Context, orderID string) (payments.Payment, 
 	return scanOne(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM payments WHERE order_id = ?`, orderID))
 }
 
-// SetStatus implements payments.Store. The update and the read that answers
-// it share a transaction, so the answer is the state the update left.
-func (s *Store) SetStatus(ctx context.Context, orderID string, from, to payments.Status, at time.Time) (payments.Payment, error) {
-	var p payments.Payment
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
+// SetStatus implements payments.Store. The update, the events and the read
+// that answers it share a transaction, so the answer is the state the update
+// left and the events are stored only if it moved the payment.
+func (s *Store) SetStatus(ctx context.Context, orderID string, from, to payments.Status, at time.Time, events ...event.Event) (payments.Payment, bool, error) {
+	var (
+		p     payments.Payment
+		moved bool
+	)
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx,
 			`UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?`,
-			string(to), formatTime(at), orderID, string(from)); err != nil {
+			string(to), formatTime(at), orderID, string(from))
+		if err != nil {
 			return fmt.Errorf("updating payment status: %w", err)
 		}
-		var err error
-		p, err = scanOne(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM payments WHERE order_id = ?`, orderID))
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("updating payment status: %w", err)
+		}
+		if moved = n > 0; moved {
+			if err := outbox.Add(ctx, s.db, events...); err != nil {
+				return err
+			}
+		}
+		p, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM payments WHERE order_id = ?`, orderID))
 		return err
 	})
 	if err != nil {
-		return payments.Payment{}, err
+		return payments.Payment{}, false, err
 	}
-	return p, nil
+	return p, moved, nil
+}
+
+// Announce implements payments.Store.
+func (s *Store) Announce(ctx context.Context, events ...event.Event) error {
+	return s.db.Atomic(ctx, func(ctx context.Context) error {
+		return outbox.Add(ctx, s.db, events...)
+	})
+}
+
+// SaveCard implements payments.Store.
+func (s *Store) SaveCard(ctx context.Context, token, number string, at time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO cards (token, number, created_at) VALUES (?, ?, ?)`,
+		token, number, formatTime(at)); err != nil {
+		return fmt.Errorf("storing card: %w", err) // the error never holds the number: it is a bound argument
+	}
+	return nil
+}
+
+// CardNumber implements payments.Store.
+func (s *Store) CardNumber(ctx context.Context, token string) (string, error) {
+	var number string
+	err := s.db.QueryRowContext(ctx, `SELECT number FROM cards WHERE token = ?`, token).Scan(&number)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fail.New(fail.NotFound, "card not found")
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading card: %w", err)
+	}
+	return number, nil
 }
 
 // List implements payments.Store.

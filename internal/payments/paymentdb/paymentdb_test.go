@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/sqldb"
@@ -24,6 +25,9 @@ func openDB(t *testing.T) *sqldb.DB {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(context.Background(), paymentdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(context.Background(), db); err != nil {
+		t.Fatalf("migrating the outbox: %v", err)
 	}
 	return db
 }
@@ -107,6 +111,7 @@ func TestSchemaRefusesBadRows(t *testing.T) {
 		{"zero amount", func(p *payments.Payment) { p.AmountCents = 0 }},
 		{"huge amount", func(p *payments.Payment) { p.AmountCents = 100_000_001 }},
 		{"full card number", func(p *payments.Payment) { p.CardLast4 = "4242424242424242" }},
+		{"captured without card digits", func(p *payments.Payment) { p.CardLast4 = "" }},
 	}
 	for _, tt := range tests {
 		p := payment("order-"+tt.name, "user-1", payments.StatusCaptured)
@@ -126,16 +131,16 @@ func TestSetStatusMovesOnlyFromTheExpectedStatus(t *testing.T) {
 	}
 	later := p.UpdatedAt.Add(time.Minute)
 
-	got, err := s.SetStatus(ctx, "order-1", payments.StatusCaptured, payments.StatusRefunded, later)
-	if err != nil || got.Status != payments.StatusRefunded || !got.UpdatedAt.Equal(later) {
-		t.Fatalf("SetStatus(CAPTURED->REFUNDED) = %s at %v, %v; want REFUNDED at %v", got.Status, got.UpdatedAt, err, later)
+	got, moved, err := s.SetStatus(ctx, "order-1", payments.StatusCaptured, payments.StatusRefunded, later)
+	if err != nil || !moved || got.Status != payments.StatusRefunded || !got.UpdatedAt.Equal(later) {
+		t.Fatalf("SetStatus(CAPTURED->REFUNDED) = %s at %v, moved %v, %v; want REFUNDED at %v, moved", got.Status, got.UpdatedAt, moved, err, later)
 	}
 	// Not CAPTURED any more: a second move changes nothing and answers the row.
-	got, err = s.SetStatus(ctx, "order-1", payments.StatusCaptured, payments.StatusDeclined, later.Add(time.Hour))
-	if err != nil || got.Status != payments.StatusRefunded || !got.UpdatedAt.Equal(later) {
-		t.Errorf("SetStatus from a stale status = %s at %v, %v; want REFUNDED at %v, unchanged", got.Status, got.UpdatedAt, err, later)
+	got, moved, err = s.SetStatus(ctx, "order-1", payments.StatusCaptured, payments.StatusDeclined, later.Add(time.Hour))
+	if err != nil || moved || got.Status != payments.StatusRefunded || !got.UpdatedAt.Equal(later) {
+		t.Errorf("SetStatus from a stale status = %s at %v, moved %v, %v; want REFUNDED at %v, unchanged", got.Status, got.UpdatedAt, moved, err, later)
 	}
-	if _, err := s.SetStatus(ctx, "nobody", payments.StatusCaptured, payments.StatusRefunded, later); !fail.Is(err, fail.NotFound) {
+	if _, _, err := s.SetStatus(ctx, "nobody", payments.StatusCaptured, payments.StatusRefunded, later); !fail.Is(err, fail.NotFound) {
 		t.Errorf("SetStatus(unknown) = %v, want fail.NotFound", err)
 	}
 }

@@ -110,21 +110,26 @@ func (h *handlers) listOrder(w http.ResponseWriter, r *http.Request, p auth.Prin
 }
 
 // charge answers POST /internal/v1/charges: 201 with a new payment, captured
-// or declined; 200 with the payment the order already had.
+// or declined (also for an unknown card token); 200 with the payment the
+// order already had.
 func (h *handlers) charge(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		OrderID     string `json:"order_id"`
 		UserID      string `json:"user_id"`
 		AmountCents int64  `json:"amount_cents"`
 		Currency    string `json:"currency"`
+		CardToken   string `json:"card_token"`
 		Card        string `json:"card"`
 	}
 	if err := web.Decode(w, r, &in); err != nil {
 		web.Error(w, r, err)
 		return
 	}
+	// Only the orchestrator charges over HTTP, so the outcome event names
+	// that style.
 	pay, created, err := h.svc.Charge(r.Context(), payments.ChargeRequest{
-		OrderID: in.OrderID, UserID: in.UserID, AmountCents: in.AmountCents, Currency: in.Currency, Card: in.Card,
+		OrderID: in.OrderID, UserID: in.UserID, AmountCents: in.AmountCents, Currency: in.Currency,
+		CardToken: in.CardToken, Card: in.Card, Saga: payments.SagaOrchestration,
 	})
 	if err != nil {
 		web.Error(w, r, err)
@@ -140,10 +145,35 @@ func (h *handlers) charge(w http.ResponseWriter, r *http.Request) {
 // refund answers POST /internal/v1/charges/{order_id}/refund with the
 // order's payment as the refund left it.
 func (h *handlers) refund(w http.ResponseWriter, r *http.Request) {
-	pay, err := h.svc.Refund(r.Context(), r.PathValue("order_id"))
+	pay, err := h.svc.Refund(r.Context(), r.PathValue("order_id"), payments.SagaOrchestration)
 	if err != nil {
 		web.Error(w, r, err)
 		return
 	}
 	web.JSON(w, http.StatusOK, viewOf(pay))
+}
+
+// cardView is a tokenized card: the token to charge and the digits its
+// owner may see. The number itself is never answered.
+type cardView struct {
+	CardToken string `json:"card_token"`
+	Last4     string `json:"last4"`
+}
+
+// tokenize answers POST /internal/v1/cards: 201 with a new token for the
+// card, which orders hands on instead of the number.
+func (h *handlers) tokenize(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Card string `json:"card"`
+	}
+	if err := web.Decode(w, r, &in); err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	card, err := h.svc.Tokenize(r.Context(), in.Card)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.JSON(w, http.StatusCreated, cardView{CardToken: card.Token, Last4: card.Last4})
 }

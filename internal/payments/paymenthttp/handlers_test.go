@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/payments/paymenthttp"
@@ -42,6 +43,9 @@ func newStore(t *testing.T) *paymentdb.Store {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, paymentdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrating the outbox: %v", err)
 	}
 	return paymentdb.New(db)
 }

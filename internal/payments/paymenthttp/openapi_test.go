@@ -29,6 +29,7 @@ import (
 // routes.go, and the ops endpoints host adds to every service.
 var surface = []string{
 	"GET /api/v1/payments",
+	"POST /internal/v1/cards",
 	"POST /internal/v1/charges",
 	"POST /internal/v1/charges/{order_id}/refund",
 	"GET /openapi.yaml",

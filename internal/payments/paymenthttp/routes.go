@@ -1,5 +1,6 @@
 // Package paymenthttp is the payments service's HTTP API: the public read of
-// payments, and the internal charge and refund calls of the checkout saga.
+// payments, the internal exchange of a card for a token, and the internal
+// charge and refund calls of the checkout saga.
 package paymenthttp
 
 import (
@@ -20,6 +21,7 @@ func Routes(svc *payments.Service) *http.ServeMux {
 	h := &handlers{svc: svc}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/payments", h.list)
+	mux.HandleFunc("POST /internal/v1/cards", h.tokenize)
 	mux.HandleFunc("POST /internal/v1/charges", h.charge)
 	mux.HandleFunc("POST /internal/v1/charges/{order_id}/refund", h.refund)
 	mux.HandleFunc("GET /openapi.yaml", serveOpenAPI)

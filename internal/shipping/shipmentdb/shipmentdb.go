@@ -1,4 +1,6 @@
-// Package shipmentdb stores the shipping service's shipments in its own SQL database.
+// Package shipmentdb stores the shipping service's shipments in its own SQL
+// database, each change in one transaction together with the events that
+// announce it.
 package shipmentdb
 
 import (
@@ -10,12 +12,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/sqldb"
 )
 
-// Migrations holds the schema, one folder per SQL dialect.
+// Migrations holds the schema, one folder per SQL dialect. The outbox and
+// inbox tables are not in it: apply outbox.Migrate to the same database.
 //
 //go:embed migrations
 var Migrations embed.FS
@@ -25,14 +30,66 @@ type Store struct{ db *sqldb.DB }
 
 var _ shipping.Store = (*Store)(nil)
 
-// New returns a store over db, whose migrations must have been applied.
+// New returns a store over db, whose migrations (Migrations and
+// outbox.Migrate) must have been applied.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
+
+// Atomic implements shipping.Store with a transaction of the database, or a
+// savepoint of the one ctx already carries (a consumer's inbox transaction).
+func (s *Store) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.db.Atomic(ctx, fn)
+}
+
+// Publish implements shipping.Store with the transactional outbox.
+func (s *Store) Publish(ctx context.Context, events ...event.Event) error {
+	return outbox.Add(ctx, s.db, events...)
+}
+
+// MergeIntent implements shipping.Store with one upsert, so that two events
+// of an order applied at once cannot both miss the other's part: the second
+// waits for the first's row and merges into it. The user and address are
+// taken only from the first intent that brings them (Created).
+func (s *Store) MergeIntent(ctx context.Context, in shipping.Intent, at time.Time) (shipping.Intent, error) {
+	a := in.Address
+	got := shipping.Intent{OrderID: in.OrderID}
+	g := &got.Address
+	err := s.db.QueryRowContext(ctx, `
+		INSERT INTO delivery_intents (order_id, saga, user_id, name, line1, city, postal_code, country,
+			created, reserved, paid, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (order_id) DO UPDATE SET
+			user_id     = CASE WHEN delivery_intents.created = 1 THEN delivery_intents.user_id ELSE excluded.user_id END,
+			name        = CASE WHEN delivery_intents.created = 1 THEN delivery_intents.name ELSE excluded.name END,
+			line1       = CASE WHEN delivery_intents.created = 1 THEN delivery_intents.line1 ELSE excluded.line1 END,
+			city        = CASE WHEN delivery_intents.created = 1 THEN delivery_intents.city ELSE excluded.city END,
+			postal_code = CASE WHEN delivery_intents.created = 1 THEN delivery_intents.postal_code ELSE excluded.postal_code END,
+			country     = CASE WHEN delivery_intents.created = 1 THEN delivery_intents.country ELSE excluded.country END,
+			created     = MAX(delivery_intents.created, excluded.created),
+			reserved    = MAX(delivery_intents.reserved, excluded.reserved),
+			paid        = MAX(delivery_intents.paid, excluded.paid),
+			updated_at  = excluded.updated_at
+		RETURNING saga, user_id, name, line1, city, postal_code, country, created, reserved, paid`,
+		in.OrderID, string(in.Saga), in.UserID, a.Name, a.Line1, a.City, a.PostalCode, a.Country,
+		in.Created, in.Reserved, in.Paid, formatTime(at), formatTime(at),
+	).Scan(&got.Saga, &got.UserID, &g.Name, &g.Line1, &g.City, &g.PostalCode, &g.Country, &got.Created, &got.Reserved, &got.Paid)
+	if err != nil {
+		return shipping.Intent{}, fmt.Errorf("recording the intent of order %s: %w", in.OrderID, err)
+	}
+	return got, nil
+}
 
 const columns = `id, order_id, user_id, status, name, line1, city, postal_code, country, created_at, updated_at`
 
 // Create implements shipping.Store. The unique order_id turns a second
 // shipment for an order into fail.Conflict.
 func (s *Store) Create(ctx context.Context, sh shipping.Shipment) error {
+	// Its own unit, so that inside a caller's transaction the refused insert
+	// is undone alone and the caller can go on (PostgreSQL would otherwise
+	// abort the whole transaction).
+	return s.db.Atomic(ctx, func(ctx context.Context) error { return s.create(ctx, sh) })
+}
+
+func (s *Store) create(ctx context.Context, sh shipping.Shipment) error {
 	a := sh.Address
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO shipments (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

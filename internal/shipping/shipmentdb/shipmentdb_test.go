@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
 	"github.com/microshop/microshop/internal/sqldb"
@@ -26,6 +27,9 @@ func openDB(t *testing.T) *sqldb.DB {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(context.Background(), shipmentdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(context.Background(), db); err != nil {
+		t.Fatalf("migrating messaging tables: %v", err)
 	}
 	return db
 }
@@ -45,8 +49,14 @@ func TestMigrateDownAndUpAgain(t *testing.T) {
 	if _, err := shipmentdb.New(db).ByOrder(ctx, "o"); err == nil || fail.Is(err, fail.NotFound) {
 		t.Fatalf("ByOrder with no table = %v, want a storage error", err)
 	}
+	if _, err := db.ExecContext(ctx, `SELECT 1 FROM delivery_intents`); err == nil {
+		t.Fatalf("table delivery_intents still exists after migrating down")
+	}
 	if err := db.Migrate(ctx, shipmentdb.Migrations); err != nil {
 		t.Fatalf("Migrate again: %v", err)
+	}
+	if _, err := shipmentdb.New(db).MergeIntent(ctx, shipping.Intent{OrderID: "o", Saga: shipping.Parallel, Paid: true}, time.Now()); err != nil {
+		t.Fatalf("MergeIntent after migrating again: %v", err)
 	}
 	if err := db.Migrate(ctx, shipmentdb.Migrations); err != nil {
 		t.Fatalf("Migrate when up to date: %v", err)

@@ -119,6 +119,10 @@ func (h *handlers) listOrder(w http.ResponseWriter, r *http.Request, p auth.Prin
 	web.JSON(w, http.StatusOK, web.PageOf(seen, "", summariesFor(p)))
 }
 
+// orchestrated is the saga of every call to the internal endpoints: only the
+// orchestrator ever called them, and it now sends commands over the bus.
+const orchestrated = shipping.Orchestration
+
 // schedule answers POST /internal/v1/shipments: 201 with a new shipment, 200
 // with the one the order already had, 409 if it was cancelled.
 func (h *handlers) schedule(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +136,7 @@ func (h *handlers) schedule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := in.Address
-	sh, created, err := h.svc.Schedule(r.Context(), in.OrderID, in.UserID, shipping.Address{
+	sh, created, err := h.svc.Schedule(r.Context(), orchestrated, in.OrderID, in.UserID, shipping.Address{
 		Name: a.Name, Line1: a.Line1, City: a.City, PostalCode: a.PostalCode, Country: a.Country,
 	})
 	if err != nil {
@@ -149,7 +153,7 @@ func (h *handlers) schedule(w http.ResponseWriter, r *http.Request) {
 // cancel answers POST /internal/v1/shipments/{order_id}/cancel with the
 // order's shipment, cancelled.
 func (h *handlers) cancel(w http.ResponseWriter, r *http.Request) {
-	sh, err := h.svc.Cancel(r.Context(), r.PathValue("order_id"))
+	sh, err := h.svc.Cancel(r.Context(), orchestrated, r.PathValue("order_id"))
 	if err != nil {
 		web.Error(w, r, err)
 		return

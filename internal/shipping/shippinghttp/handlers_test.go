@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
 	"github.com/microshop/microshop/internal/shipping/shippinghttp"
@@ -41,6 +42,9 @@ func newService(t *testing.T) *shipping.Service {
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, shipmentdb.Migrations); err != nil {
 		t.Fatalf("migrating: %v", err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrating messaging tables: %v", err)
 	}
 	return shipping.NewService(shipmentdb.New(db))
 }

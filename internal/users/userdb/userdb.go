@@ -1,4 +1,7 @@
-// Package userdb stores the users service's accounts in its own SQL database.
+// Package userdb stores the users service's accounts and its outgoing events
+// in its own SQL database. The events go to the transactional outbox
+// (package outbox), whose migrations must be applied to the same database
+// with outbox.Migrate.
 package userdb
 
 import (
@@ -9,7 +12,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/users"
 )
@@ -28,17 +33,19 @@ var _ users.Store = (*Store)(nil)
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // Create implements users.Store.
-func (s *Store) Create(ctx context.Context, u users.User) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		u.ID, u.Email, u.Name, u.Role, u.PasswordHash, u.CreatedAt.Format(time.RFC3339Nano))
-	if err != nil {
-		if sqldb.IsUniqueViolation(err) {
-			return fail.New(fail.Conflict, "email is already registered")
+func (s *Store) Create(ctx context.Context, u users.User, events ...event.Event) error {
+	return s.db.Atomic(ctx, func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx,
+			`INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			u.ID, u.Email, u.Name, u.Role, u.PasswordHash, u.CreatedAt.Format(time.RFC3339Nano))
+		if err != nil {
+			if sqldb.IsUniqueViolation(err) {
+				return fail.New(fail.Conflict, "email is already registered")
+			}
+			return fmt.Errorf("inserting user: %w", err)
 		}
-		return fmt.Errorf("inserting user: %w", err)
-	}
-	return nil
+		return outbox.Add(ctx, s.db, events...)
+	})
 }
 
 // ByEmail implements users.Store.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/host"
+	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
@@ -42,6 +43,9 @@ func newAPI(t *testing.T) api {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Migrate(ctx, userdb.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil { // UserCreated is written with every new user
 		t.Fatal(err)
 	}
 	_, key, err := ed25519.GenerateKey(rand.Reader)

@@ -1,0 +1,134 @@
+package catalogdb_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/microshop/microshop/internal/catalog"
+	"github.com/microshop/microshop/internal/catalog/catalogdb"
+	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/sqldb"
+)
+
+// outboxIDs returns the ids of the events in db's outbox, oldest first.
+func outboxIDs(t *testing.T, db *sqldb.DB) []string {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), `SELECT envelope FROM outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatalf("reading the outbox: %v", err)
+	}
+	defer rows.Close()
+	ids := []string{}
+	for rows.Next() {
+		var raw string
+		if err := rows.Scan(&raw); err != nil {
+			t.Fatal(err)
+		}
+		var e event.Event
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func newEvent(t *testing.T, productID string) event.Event {
+	t.Helper()
+	e, err := event.New(catalog.Source, catalog.TopicProductCreated, catalog.TypeProductCreated, 1, productID,
+		catalog.ProductCreated{ProductID: productID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestEventsAreStoredIfAndOnlyIfTheChangeIs(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	store := catalogdb.New(db)
+	p := product("MUG-1")
+	created := newEvent(t, p.ID)
+	if err := store.Create(ctx, p, created); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	taken := product("MUG-1")
+	if err := store.Create(ctx, taken, newEvent(t, taken.ID)); !fail.Is(err, fail.Conflict) {
+		t.Fatalf("Create of a taken SKU = %v, want fail.Conflict", err)
+	}
+	repriced := newEvent(t, p.ID)
+	if _, err := store.UpdatePrice(ctx, p.ID, 1299, 999, time.Now(), repriced); err != nil {
+		t.Fatalf("UpdatePrice: %v", err)
+	}
+	if _, err := store.UpdatePrice(ctx, p.ID, 1299, 500, time.Now(), newEvent(t, p.ID)); !fail.Is(err, fail.Conflict) {
+		t.Fatalf("UpdatePrice from a stale price = %v, want fail.Conflict", err)
+	}
+	if _, err := store.UpdatePrice(ctx, "missing", 1299, 500, time.Now(), newEvent(t, "missing")); !fail.Is(err, fail.NotFound) {
+		t.Fatalf("UpdatePrice of a missing product = %v, want fail.NotFound", err)
+	}
+	if got, want := outboxIDs(t, db), []string{created.ID, repriced.ID}; !slices.Equal(got, want) {
+		t.Errorf("outbox = %v, want the committed changes' events %v", got, want)
+	}
+
+	// Inside a transaction that fails afterwards, nothing stays.
+	boom := errors.New("failed after the store's work")
+	err := db.Atomic(ctx, func(ctx context.Context) error {
+		if err := store.Create(ctx, product("MUG-2"), newEvent(t, "x")); err != nil {
+			return err
+		}
+		if _, err := store.UpdatePrice(ctx, p.ID, 999, 100, time.Now(), newEvent(t, p.ID)); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Atomic = %v, want %v", err, boom)
+	}
+	if got, want := outboxIDs(t, db), []string{created.ID, repriced.ID}; !slices.Equal(got, want) {
+		t.Errorf("outbox after a rollback = %v, want %v", got, want)
+	}
+	if _, err := store.BySKU(ctx, "MUG-2"); !fail.Is(err, fail.NotFound) {
+		t.Errorf("BySKU after the rollback = %v, want fail.NotFound", err)
+	}
+	if got, _ := store.ByID(ctx, p.ID); got.PriceCents != 999 {
+		t.Errorf("price after the rollback = %d, want 999", got.PriceCents)
+	}
+}
+
+func TestTheServicePublishesThroughTheOutbox(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	svc := catalog.NewService(catalogdb.New(db))
+	p, err := svc.Create(ctx, catalog.NewProduct{SKU: "MUG-1", Name: "Mug", Category: "Kitchen", PriceCents: 1299})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.ChangePrice(ctx, p.ID, 999); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT type, topic FROM outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var typ, topic string
+		if err := rows.Scan(&typ, &topic); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, typ+" "+topic)
+	}
+	want := []string{"ProductCreated catalog.product.created", "ProductPriceChanged catalog.product.price_changed"}
+	if !slices.Equal(got, want) {
+		t.Errorf("outbox = %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,132 @@
+package orderdb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/orders"
+	"github.com/microshop/microshop/internal/outbox"
+)
+
+// The read model's table (order_views) is written only here, by the
+// projector, and read only by the listings; the write model's code never
+// touches it. known_customers (from UserCreated) is reference data that the
+// listings join for the customer's name.
+
+var _ orders.ViewStore = (*Store)(nil)
+
+// ApplyCreated implements orders.ViewStore.
+func (s *Store) ApplyCreated(ctx context.Context, e orders.OrderCreated) error {
+	items, err := json.Marshal(e.Items)
+	if err != nil {
+		return fmt.Errorf("encoding items: %w", err)
+	}
+	// An ending seen first created a bare view with its status: fill in
+	// the rest and keep that status.
+	_, err = s.db.ExecContext(ctx, `INSERT INTO order_views (id, user_id, status, items, total_cents, currency, saga, created_at, updated_at, created_seen)
+		VALUES (?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, 1)
+		ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, items = excluded.items, total_cents = excluded.total_cents,
+			currency = excluded.currency, saga = excluded.saga, created_at = excluded.created_at, created_seen = 1`,
+		e.OrderID, e.UserID, items, e.TotalCents, e.Currency, e.Saga, stamp(e.CreatedAt), stamp(e.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("projecting order %s: %w", e.OrderID, err)
+	}
+	return nil
+}
+
+// ApplyEnded implements orders.ViewStore.
+func (s *Store) ApplyEnded(ctx context.Context, status orders.Status, e orders.OrderEnded) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO order_views (id, user_id, status, saga, cancel_reason, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, cancel_reason = excluded.cancel_reason, updated_at = excluded.updated_at
+		WHERE order_views.status = 'PENDING'`,
+		e.OrderID, e.UserID, status, e.Saga, e.Reason, stamp(e.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("projecting the end of order %s: %w", e.OrderID, err)
+	}
+	return nil
+}
+
+// ApplyCustomer implements orders.ViewStore.
+func (s *Store) ApplyCustomer(ctx context.Context, userID, name string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO known_customers (user_id, name) VALUES (?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET name = excluded.name`, userID, name)
+	if err != nil {
+		return fmt.Errorf("projecting customer %s: %w", userID, err)
+	}
+	return nil
+}
+
+// ViewsByUser implements orders.ViewStore: newest first, ids being
+// time-ordered. Views whose creation has not been seen yet are left out.
+func (s *Store) ViewsByUser(ctx context.Context, userID, after string, limit int) (orders.Page, error) {
+	q := `SELECT v.id, v.user_id, v.status, v.items, v.total_cents, v.currency, v.saga, v.cancel_reason, v.created_at, v.updated_at,
+		COALESCE(c.name, '') FROM order_views v LEFT JOIN known_customers c ON c.user_id = v.user_id
+		WHERE v.user_id = ? AND v.created_seen = 1`
+	args := []any{userID}
+	if after != "" {
+		q += ` AND v.id < ?`
+		args = append(args, after)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY v.id DESC LIMIT ?`, append(args, limit+1)...)
+	if err != nil {
+		return orders.Page{}, fmt.Errorf("listing order views: %w", err)
+	}
+	defer rows.Close()
+	var list []orders.Order
+	for rows.Next() {
+		var (
+			o                    orders.Order
+			items                []byte
+			st, created, updated string
+		)
+		if err := rows.Scan(&o.ID, &o.UserID, &st, &items, &o.TotalCents, &o.Currency, &o.Saga, &o.CancelReason, &created, &updated, &o.CustomerName); err != nil {
+			return orders.Page{}, fmt.Errorf("reading order view: %w", err)
+		}
+		o.Status = orders.Status(st)
+		if err := json.Unmarshal(items, &o.Items); err != nil {
+			return orders.Page{}, fmt.Errorf("decoding items of view %s: %w", o.ID, err)
+		}
+		o.CreatedAt, _ = time.Parse(time.RFC3339Nano, created)
+		o.UpdatedAt, _ = time.Parse(time.RFC3339Nano, updated)
+		list = append(list, o)
+	}
+	if err := rows.Err(); err != nil {
+		return orders.Page{}, fmt.Errorf("listing order views: %w", err)
+	}
+	var p orders.Page
+	if len(list) > limit {
+		list = list[:limit]
+		p.Next = list[limit-1].ID
+	}
+	p.Orders = list
+	return p, nil
+}
+
+// ClearViews implements orders.ViewStore.
+func (s *Store) ClearViews(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM order_views`); err != nil {
+		return fmt.Errorf("clearing order views: %w", err)
+	}
+	return nil
+}
+
+// RebuildViews drops the read model and applies every event of orders' own
+// log to it again with apply, in one transaction: readers see the old model
+// or the new one, never half of it. It returns how many events it applied.
+func (s *Store) RebuildViews(ctx context.Context, apply func(context.Context, event.Event) error) (int, error) {
+	n := 0
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		if err := s.ClearViews(ctx); err != nil {
+			return err
+		}
+		return outbox.Log(ctx, s.db, "orders.order.", func(e event.Event) error {
+			n++
+			return apply(ctx, e)
+		})
+	})
+	return n, err
+}

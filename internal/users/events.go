@@ -1,0 +1,33 @@
+package users
+
+import (
+	"fmt"
+
+	"github.com/microshop/microshop/internal/event"
+)
+
+// Source names the users service as the publisher of its events.
+const Source = "users"
+
+// The event the users service publishes when an account is created, the
+// first admin's included.
+const (
+	TypeUserCreated  = "UserCreated"
+	TopicUserCreated = "users.user.created"
+)
+
+// UserCreated is the payload (v1) of a new account: what other services may
+// know of a user. The email and the role stay with the users service.
+type UserCreated struct {
+	UserID string `json:"user_id"`
+	Name   string `json:"name"`
+}
+
+// userCreated is the event that announces u.
+func userCreated(u User) (event.Event, error) {
+	e, err := event.New(Source, TopicUserCreated, TypeUserCreated, 1, u.ID, UserCreated{UserID: u.ID, Name: u.Name})
+	if err != nil {
+		return event.Event{}, fmt.Errorf("building UserCreated of user %s: %w", u.ID, err)
+	}
+	return e, nil
+}

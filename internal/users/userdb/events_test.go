@@ -1,0 +1,126 @@
+package userdb_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/outbox"
+	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/users"
+	"github.com/microshop/microshop/internal/users/userdb"
+)
+
+// openWithOutbox opens a users database with the messaging tables too.
+func openWithOutbox(t *testing.T) *sqldb.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx, userdb.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func account(email string) users.User {
+	return users.User{
+		ID: uuid.Must(uuid.NewV7()).String(), Email: email, Name: "Ada", Role: users.RoleCustomer,
+		PasswordHash: []byte("not a real hash"), CreatedAt: time.Now().UTC(),
+	}
+}
+
+func announce(t *testing.T, u users.User) event.Event {
+	t.Helper()
+	e, err := event.New(users.Source, users.TopicUserCreated, users.TypeUserCreated, 1, u.ID, users.UserCreated{UserID: u.ID, Name: u.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func outboxCount(t *testing.T, db *sqldb.DB, eventID string) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM outbox WHERE event_id = ?`, eventID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestCreateStoresItsEventIfAndOnlyIfTheUserIs(t *testing.T) {
+	ctx := context.Background()
+	db := openWithOutbox(t)
+	store := userdb.New(db)
+
+	ada := account("ada@example.com")
+	created := announce(t, ada)
+	if err := store.Create(ctx, ada, created); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if got := outboxCount(t, db, created.ID); got != 1 {
+		t.Errorf("outbox rows for the created user's event = %d, want 1", got)
+	}
+
+	again := account("ada@example.com")
+	refused := announce(t, again)
+	if err := store.Create(ctx, again, refused); !fail.Is(err, fail.Conflict) {
+		t.Fatalf("Create of a taken email = %v, want fail.Conflict", err)
+	}
+	if got := outboxCount(t, db, refused.ID); got != 0 {
+		t.Errorf("outbox rows for the refused user's event = %d, want 0", got)
+	}
+
+	bob := account("bob@example.com")
+	rolledBack := announce(t, bob)
+	boom := errors.New("failed after the store's work")
+	err := db.Atomic(ctx, func(ctx context.Context) error {
+		if err := store.Create(ctx, bob, rolledBack); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Atomic = %v, want %v", err, boom)
+	}
+	if got := outboxCount(t, db, rolledBack.ID); got != 0 {
+		t.Errorf("outbox rows after the rollback = %d, want 0", got)
+	}
+	if _, err := store.ByID(ctx, bob.ID); !fail.Is(err, fail.NotFound) {
+		t.Errorf("ByID after the rollback = %v, want fail.NotFound", err)
+	}
+}
+
+func TestCreateWithAnEventNeedsTheOutbox(t *testing.T) {
+	// Without the messaging tables an event cannot be stored, and then the
+	// user is not created either: no account goes unannounced.
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx, userdb.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	store := userdb.New(db)
+	ada := account("ada@example.com")
+	if err := store.Create(ctx, ada, announce(t, ada)); err == nil {
+		t.Fatal("Create with an event and no outbox = nil, want an error")
+	}
+	if _, err := store.ByID(ctx, ada.ID); !fail.Is(err, fail.NotFound) {
+		t.Errorf("ByID = %v, want fail.NotFound: the user must not outlive its event", err)
+	}
+}
