@@ -29,6 +29,7 @@ import (
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/registry"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/upstream"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
 	"github.com/microshop/microshop/internal/users/userhttp"
@@ -344,7 +345,7 @@ func TestGatewayDocumentDescribesTheGatewaysOwnRoutes(t *testing.T) {
 		}
 		return audit.Run(audit.Snapshot{}, time.Now(), audit.DefaultGrace), nil
 	}
-	base, client := serve(t, "gateway", gateway.Routes(proxy, auditor), tokens, gateway.OpenAPI)
+	base, client := serve(t, "gateway", gateway.Routes(proxy, auditor, upstream.New("gateway", downResolver{})), tokens, gateway.OpenAPI)
 	admin := tokens.token(t, "admin", auth.RoleAdmin)
 	calls := []call{
 		{method: "GET", path: "/", want: 200},
@@ -355,6 +356,11 @@ func TestGatewayDocumentDescribesTheGatewaysOwnRoutes(t *testing.T) {
 		{method: "GET", path: "/api/v1/admin/audit", token: admin, want: 200},
 		{method: "GET", path: "/api/v1/admin/audit", token: tokens.token(t, "ada", auth.RoleCustomer), want: 403},
 		{method: "GET", path: "/api/v1/admin/audit", want: 401},
+		// Every service is down here: the listing says so and lists nothing.
+		{method: "GET", path: "/api/v1/admin/dlq", token: admin, want: 200},
+		{method: "GET", path: "/api/v1/admin/dlq", token: tokens.token(t, "ada", auth.RoleCustomer), want: 403},
+		{method: "POST", path: "/api/v1/admin/dlq/payments/x/replay", token: admin, want: 503},
+		{method: "POST", path: "/api/v1/admin/dlq/nowhere/x/replay", token: admin, want: 404},
 	}
 	for _, c := range append(calls, opsCalls()[:3]...) { // the gateway serves no /openapi.yaml of its own
 		c.do(t, base, client)

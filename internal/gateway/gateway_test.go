@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/gateway"
 	"github.com/microshop/microshop/internal/host"
+	"github.com/microshop/microshop/internal/upstream"
 	"github.com/microshop/microshop/internal/web"
 )
 
@@ -81,6 +83,15 @@ func newShop(t *testing.T) *shop {
 			s.mu.Unlock()
 			w.WriteHeader(http.StatusNoContent)
 		})
+		// And dead letters: one each, named after the service.
+		mux.HandleFunc("GET /api/v1/admin/dlq", func(w http.ResponseWriter, r *http.Request) {
+			web.JSON(w, http.StatusOK, map[string]any{"items": []map[string]any{
+				{"id": name + "-dl", "created_at": "2026-01-01T00:00:0" + strconv.Itoa(len(name)%10) + "Z", "auth": r.Header.Get("Authorization")},
+			}})
+		})
+		mux.HandleFunc("POST /api/v1/admin/dlq/{id}/replay", func(w http.ResponseWriter, r *http.Request) {
+			web.JSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id"), "replayed_by": name})
+		})
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			e := echo{Service: name, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header}
 			s.mu.Lock()
@@ -116,7 +127,7 @@ func newShop(t *testing.T) *shop {
 	gw := &host.Service{
 		Name:     "gateway",
 		Log:      slog.New(slog.DiscardHandler),
-		Routes:   gateway.Routes(proxy, auditor),
+		Routes:   gateway.Routes(proxy, auditor, upstream.New("gateway", s.resolver)),
 		Health:   web.NewHealth(),
 		Metrics:  web.NewMetrics("gateway"),
 		Verifier: auth.NewVerifier(s.signer),
@@ -407,5 +418,43 @@ func TestAuditIsForAdminsOnly(t *testing.T) {
 	}
 	if len(s.audited) != 1 || s.audited[0] != admin {
 		t.Errorf("auditor got tokens %v, want the admin's own", s.audited)
+	}
+}
+
+func TestDeadLettersAreGatheredFromEveryService(t *testing.T) {
+	s := newShop(t)
+	delete(s.resolver.addrs, "catalog") // one service is away: the rest still answer
+	admin := s.token(t, auth.RoleAdmin)
+	resp, body := s.do(t, "GET", "/api/v1/admin/dlq", map[string]string{"Authorization": "Bearer " + admin})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/admin/dlq = %d %s", resp.StatusCode, body)
+	}
+	var got struct {
+		Items []struct {
+			ID, Service, Auth string
+		}
+		Unreachable []string
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Items) != len(gateway.Consumers)-1 || len(got.Unreachable) != 1 || got.Unreachable[0] != "catalog" {
+		t.Fatalf("listing = %+v, want one letter from each service but catalog, catalog unreachable", got)
+	}
+	for _, l := range got.Items {
+		if l.ID != l.Service+"-dl" || l.Auth != "Bearer "+admin {
+			t.Errorf("letter %+v: not tagged with its service, or the admin's token was not passed on", l)
+		}
+	}
+	resp, body = s.do(t, "POST", "/api/v1/admin/dlq/payments/payments-dl/replay", map[string]string{"Authorization": "Bearer " + admin})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"replayed_by":"payments"`) {
+		t.Errorf("replay = %d %s, want it sent to payments", resp.StatusCode, body)
+	}
+	resp, body = s.do(t, "POST", "/api/v1/admin/dlq/nowhere/x/replay", map[string]string{"Authorization": "Bearer " + admin})
+	wantProblem(t, resp, body, http.StatusNotFound)
+	customer := s.token(t, auth.RoleCustomer)
+	for _, c := range []struct{ method, path string }{{"GET", "/api/v1/admin/dlq"}, {"POST", "/api/v1/admin/dlq/payments/x/replay"}} {
+		resp, body := s.do(t, c.method, c.path, map[string]string{"Authorization": "Bearer " + customer})
+		wantProblem(t, resp, body, http.StatusForbidden)
 	}
 }

@@ -24,9 +24,12 @@ var Documented = []string{"users", "catalog", "inventory", "orders", "payments",
 type Auditor func(ctx context.Context, token string) (audit.Report, error)
 
 // Routes maps the gateway's whole surface: the route table, the audit, the
-// API documents and the landing page.
-func Routes(p *Proxy, auditor Auditor) *http.ServeMux {
+// dead letters of every service, the API documents and the landing page.
+func Routes(p *Proxy, auditor Auditor, call Caller) *http.ServeMux {
 	mux := http.NewServeMux()
+	dl := deadLetters{call: call}
+	mux.HandleFunc("GET /api/v1/admin/dlq", dl.list)
+	mux.HandleFunc("POST /api/v1/admin/dlq/{service}/{id}/replay", dl.replay)
 	for _, rt := range Table {
 		mux.Handle(rt.Pattern, p.Handler(rt.Service))
 	}

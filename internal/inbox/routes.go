@@ -92,3 +92,10 @@ func (h *handlers) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	web.JSON(w, http.StatusOK, view(dl))
 }
+
+// Mount puts in's dead-letter routes on a service's mux.
+func Mount(mux *http.ServeMux, in *Inbox) {
+	dlq := Routes(in)
+	mux.Handle(ListPattern, dlq)
+	mux.Handle(ReplayPattern, dlq)
+}

@@ -320,9 +320,7 @@ func (b *builder) messaging(s *host.Service, db *sqldb.DB, relayOpts outbox.Opti
 	s.Metrics.Registry.MustRegister(relay.Collectors()...)
 	s.Metrics.Registry.MustRegister(in.Collectors()...)
 	s.Health.Add("broker", broker.Ping)
-	dlq := inbox.Routes(in)
-	s.Routes.Handle(inbox.ListPattern, dlq)
-	s.Routes.Handle(inbox.ReplayPattern, dlq)
+	inbox.Mount(s.Routes, in)
 	s.Workers = append(s.Workers, func(ctx context.Context) {
 		if err := relay.Run(ctx); err != nil && ctx.Err() == nil {
 			s.Log.Error("outbox relay stopped", slog.Any("err", err))
@@ -496,7 +494,7 @@ func (b *builder) gateway() (*host.Service, error) {
 		}
 		return audit.Run(snap, time.Now(), audit.DefaultGrace), nil
 	}
-	s := b.service("gateway", gateway.Routes(proxy, auditor))
+	s := b.service("gateway", gateway.Routes(proxy, auditor, call))
 	s.Verifier = b.remoteVerifier("gateway")
 	s.Health.Add("registry", func(ctx context.Context) error {
 		_, err := b.regClient.Services(ctx)
