@@ -99,6 +99,13 @@ type Heartbeat struct {
 	TTLSeconds int    `json:"ttl_seconds"`
 }
 
+// Announce registers inst as healthy once, for ttl: a service that already
+// serves calls it before it says it is ready, so that ready means findable.
+func (c *Client) Announce(ctx context.Context, inst Instance, ttl time.Duration) error {
+	inst.Healthy = true
+	return c.heartbeat(ctx, inst, ttl)
+}
+
 func (c *Client) heartbeat(ctx context.Context, inst Instance, ttl time.Duration) error {
 	body, _ := json.Marshal(Heartbeat{Service: inst.Service, Address: inst.Address, Healthy: inst.Healthy, TTLSeconds: int(ttl / time.Second)})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/instances/"+url.PathEscape(inst.ID), bytes.NewReader(body))

@@ -89,15 +89,19 @@ func (s *Service) Run(ctx context.Context) error {
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- web.Serve(serveCtx, ln, handler, s.Log) }()
-	s.Health.SetReady(true)
-	s.Log.Info("service ready", slog.String("addr", addr))
 
-	// Announced only once ready, so the first heartbeat already says healthy.
+	// Findable before ready: the instance is announced (healthy, since it
+	// already serves) before it says it is ready, and kept announced after.
 	regCtx, stopReg := context.WithCancel(context.Background())
 	if s.Registry != nil {
 		inst := discovery.Instance{ID: s.Name + "-" + addr, Service: s.Name, Address: addr}
+		if err := s.Registry.Announce(ctx, inst, s.RegistryTTL); err != nil {
+			s.Log.Warn("announcing to the registry failed; heartbeats will retry", slog.Any("err", err))
+		}
 		wg.Go(func() { s.Registry.Keep(regCtx, inst, s.RegistryTTL, s.Health.Ready, s.Log) })
 	}
+	s.Health.SetReady(true)
+	s.Log.Info("service ready", slog.String("addr", addr))
 
 	select {
 	case <-ctx.Done():

@@ -25,6 +25,7 @@ import (
 	"github.com/microshop/microshop/internal/catalog/cataloghttp"
 	"github.com/microshop/microshop/internal/contract"
 	"github.com/microshop/microshop/internal/host"
+	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/web"
@@ -44,11 +45,23 @@ type server struct {
 
 func newServer(t *testing.T) *server {
 	t.Helper()
-	return &server{mux: cataloghttp.Routes(newService(t)), doc: loadContract(t)}
+	return &server{mux: routes(t), doc: loadContract(t)}
 }
 
-// newService is the catalog over a real, migrated SQLite store.
-func newService(t *testing.T) *catalog.Service {
+// routes is the catalog's mux as the shop builds it: the service's routes
+// over a real, migrated SQLite store, and the dead-letter admin routes of a
+// real inbox over the same database.
+func routes(t *testing.T) *http.ServeMux {
+	t.Helper()
+	db := newDB(t)
+	mux := cataloghttp.Routes(catalog.NewService(catalogdb.New(db)))
+	inbox.Mount(mux, inbox.New(db, "catalog", nil))
+	return mux
+}
+
+// newDB is a real SQLite database with the catalog's and the messaging
+// (outbox, inbox, dead letters) migrations applied.
+func newDB(t *testing.T) *sqldb.DB {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "catalog.db"))
@@ -62,7 +75,7 @@ func newService(t *testing.T) *catalog.Service {
 	if err := outbox.Migrate(ctx, db); err != nil {
 		t.Fatalf("migrating the outbox: %v", err)
 	}
-	return catalog.NewService(catalogdb.New(db))
+	return db
 }
 
 // loadContract loads and validates the published document.
@@ -378,8 +391,11 @@ func TestOpenAPI(t *testing.T) {
 }
 
 // surface is the catalog's whole surface as the shop serves it: routes.go,
-// and the ops endpoints host adds to every service.
+// the dead-letter admin routes inbox.Mount adds, and the ops endpoints host
+// adds to every service.
 var surface = []string{
+	"GET /api/v1/admin/dlq",
+	"POST /api/v1/admin/dlq/{id}/replay",
 	"GET /api/v1/products",
 	"POST /api/v1/products",
 	"GET /api/v1/products/{id}",
@@ -391,12 +407,11 @@ var surface = []string{
 	"GET /metrics",
 }
 
-// hosted serves svc's routes as the shop does: behind host's middleware,
-// which verifies tokens with tokens, and with its ops endpoints. It returns
-// the routes, which hold the ops endpoints once Handler is called.
-func hosted(svc *catalog.Service, tokens *auth.Signer) (*http.ServeMux, *host.Service) {
-	mux := cataloghttp.Routes(svc)
-	h := &host.Service{
+// hosted serves mux as the shop does: behind host's middleware, which
+// verifies tokens with tokens, and with its ops endpoints, which mux holds
+// once Handler is called.
+func hosted(mux *http.ServeMux, tokens *auth.Signer) *host.Service {
+	return &host.Service{
 		Name:     "catalog",
 		Log:      slog.New(slog.DiscardHandler),
 		Routes:   mux,
@@ -404,7 +419,6 @@ func hosted(svc *catalog.Service, tokens *auth.Signer) (*http.ServeMux, *host.Se
 		Metrics:  web.NewMetrics("catalog"),
 		Verifier: auth.NewVerifier(tokens),
 	}
-	return mux, h
 }
 
 func newSigner(t *testing.T) *auth.Signer {
@@ -440,8 +454,8 @@ func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
 		t.Errorf("documented operations:\n got %v\nwant %v", documented, want)
 	}
 	// Every route answers something other than the mux's own 404/405.
-	mux, h := hosted(nil, newSigner(t))
-	h.Handler()
+	mux := routes(t)
+	hosted(mux, newSigner(t)).Handler()
 	for _, route := range surface {
 		method, path, _ := strings.Cut(route, " ")
 		req := httptest.NewRequest(method, strings.ReplaceAll(path, "{id}", "x"), nil)
@@ -461,7 +475,7 @@ func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
 // bad Authorization header gets on every route, public ones included.
 func TestServedAsTheShopServesIt(t *testing.T) {
 	tokens := newSigner(t)
-	_, h := hosted(newService(t), tokens)
+	h := hosted(routes(t), tokens)
 	h.Health.SetReady(true)
 	s := &server{mux: h.Handler(), doc: loadContract(t)}
 	send := func(method, path, authorization string) *httptest.ResponseRecorder {
@@ -499,4 +513,36 @@ func TestServedAsTheShopServesIt(t *testing.T) {
 	wantCode(send("GET", "/healthz", ""), "/healthz with a check down", http.StatusServiceUnavailable)
 	h.Health.SetReady(false)
 	wantCode(send("GET", "/ready", ""), "/ready while draining", http.StatusServiceUnavailable)
+}
+
+// TestDeadLetterRoutes checks the dead-letter admin routes the shop mounts
+// on the catalog's mux, through host's middleware with real tokens and
+// against the document: an admin lists an empty page, a customer is
+// refused, and replaying a letter that does not exist is a 404.
+func TestDeadLetterRoutes(t *testing.T) {
+	tokens := newSigner(t)
+	s := &server{mux: hosted(routes(t), tokens).Handler(), doc: loadContract(t)}
+	bearer := func(subject, role string) string {
+		t.Helper()
+		token, _, err := tokens.Sign(subject, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + token
+	}
+	asAdmin, asCustomer := bearer("admin-1", auth.RoleAdmin), bearer("user-1", auth.RoleCustomer)
+	send := func(method, path, authorization string) *httptest.ResponseRecorder {
+		t.Helper()
+		req := httptest.NewRequest(method, path, nil)
+		req.Header.Set("Authorization", authorization)
+		return s.send(t, nil, req)
+	}
+
+	rec := send("GET", "/api/v1/admin/dlq", asAdmin)
+	wantStatus(t, rec, http.StatusOK)
+	if body := strings.TrimSpace(rec.Body.String()); body != `{"items":[],"next":""}` {
+		t.Errorf("empty dead-letter listing: got %s, want {\"items\":[],\"next\":\"\"}", body)
+	}
+	wantStatus(t, send("GET", "/api/v1/admin/dlq", asCustomer), http.StatusForbidden)
+	wantStatus(t, send("POST", "/api/v1/admin/dlq/no-such-letter/replay", asAdmin), http.StatusNotFound)
 }

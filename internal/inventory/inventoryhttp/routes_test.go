@@ -24,6 +24,7 @@ import (
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/contract"
 	"github.com/microshop/microshop/internal/host"
+	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
@@ -46,11 +47,23 @@ type server struct {
 
 func newServer(t *testing.T) *server {
 	t.Helper()
-	return &server{mux: inventoryhttp.Routes(newService(t)), doc: loadContract(t)}
+	return &server{mux: routes(t), doc: loadContract(t)}
 }
 
-// newService is the inventory over a real, migrated SQLite store.
-func newService(t *testing.T) *inventory.Service {
+// routes is the inventory's mux as the shop builds it: the service's routes
+// over a real, migrated SQLite store, and the dead-letter admin routes of a
+// real inbox over the same database.
+func routes(t *testing.T) *http.ServeMux {
+	t.Helper()
+	db := newDB(t)
+	mux := inventoryhttp.Routes(inventory.NewService(inventorydb.New(db)))
+	inbox.Mount(mux, inbox.New(db, "inventory", nil))
+	return mux
+}
+
+// newDB is a real SQLite database with the inventory's and the messaging
+// (outbox, inbox, dead letters) migrations applied.
+func newDB(t *testing.T) *sqldb.DB {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "inventory.db"))
@@ -64,7 +77,7 @@ func newService(t *testing.T) *inventory.Service {
 	if err := outbox.Migrate(ctx, db); err != nil {
 		t.Fatalf("migrating messaging tables: %v", err)
 	}
-	return inventory.NewService(inventorydb.New(db))
+	return db
 }
 
 // loadContract loads and validates the published document.
@@ -536,8 +549,11 @@ func TestOpenAPI(t *testing.T) {
 }
 
 // surface is the inventory's whole surface as the shop serves it: routes.go,
-// and the ops endpoints host adds to every service.
+// the dead-letter admin routes inbox.Mount adds, and the ops endpoints host
+// adds to every service.
 var surface = []string{
+	"GET /api/v1/admin/dlq",
+	"POST /api/v1/admin/dlq/{id}/replay",
 	"GET /api/v1/inventory",
 	"GET /api/v1/inventory/reservations",
 	"GET /api/v1/inventory/{product_id}",
@@ -552,14 +568,13 @@ var surface = []string{
 }
 
 // examplePath fills a route's path parameters.
-var examplePath = strings.NewReplacer("{product_id}", "p1", "{order_id}", "o1")
+var examplePath = strings.NewReplacer("{product_id}", "p1", "{order_id}", "o1", "{id}", "x")
 
-// hosted serves svc's routes as the shop does: behind host's middleware,
-// which verifies tokens with tokens, and with its ops endpoints. It returns
-// the routes, which hold the ops endpoints once Handler is called.
-func hosted(svc *inventory.Service, tokens *auth.Signer) (*http.ServeMux, *host.Service) {
-	mux := inventoryhttp.Routes(svc)
-	h := &host.Service{
+// hosted serves mux as the shop does: behind host's middleware, which
+// verifies tokens with tokens, and with its ops endpoints, which mux holds
+// once Handler is called.
+func hosted(mux *http.ServeMux, tokens *auth.Signer) *host.Service {
+	return &host.Service{
 		Name:     "inventory",
 		Log:      slog.New(slog.DiscardHandler),
 		Routes:   mux,
@@ -567,7 +582,6 @@ func hosted(svc *inventory.Service, tokens *auth.Signer) (*http.ServeMux, *host.
 		Metrics:  web.NewMetrics("inventory"),
 		Verifier: auth.NewVerifier(tokens),
 	}
-	return mux, h
 }
 
 func newSigner(t *testing.T) *auth.Signer {
@@ -608,8 +622,8 @@ func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
 	if !slices.Equal(documented, want) {
 		t.Errorf("documented operations:\n got %v\nwant %v", documented, want)
 	}
-	mux, h := hosted(nil, newSigner(t))
-	h.Handler()
+	mux := routes(t)
+	hosted(mux, newSigner(t)).Handler()
 	for _, route := range surface {
 		method, path, _ := strings.Cut(route, " ")
 		if _, pattern := mux.Handler(httptest.NewRequest(method, examplePath.Replace(path), nil)); pattern != route {
@@ -629,7 +643,7 @@ func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
 // included.
 func TestServedAsTheShopServesIt(t *testing.T) {
 	tokens := newSigner(t)
-	_, h := hosted(newService(t), tokens)
+	h := hosted(routes(t), tokens)
 	h.Health.SetReady(true)
 	s := &server{mux: h.Handler(), doc: loadContract(t)}
 	send := func(method, path, authorization string) *httptest.ResponseRecorder {
@@ -666,4 +680,36 @@ func TestServedAsTheShopServesIt(t *testing.T) {
 	wantCode(send("GET", "/healthz", ""), "/healthz with a check down", http.StatusServiceUnavailable)
 	h.Health.SetReady(false)
 	wantCode(send("GET", "/ready", ""), "/ready while draining", http.StatusServiceUnavailable)
+}
+
+// TestDeadLetterRoutes checks the dead-letter admin routes the shop mounts
+// on the inventory's mux, through host's middleware with real tokens and
+// against the document: an admin lists an empty page, a customer is
+// refused, and replaying a letter that does not exist is a 404.
+func TestDeadLetterRoutes(t *testing.T) {
+	tokens := newSigner(t)
+	s := &server{mux: hosted(routes(t), tokens).Handler(), doc: loadContract(t)}
+	bearer := func(subject, role string) string {
+		t.Helper()
+		token, _, err := tokens.Sign(subject, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + token
+	}
+	asAdmin, asCustomer := bearer("admin-1", auth.RoleAdmin), bearer("user-1", auth.RoleCustomer)
+	send := func(method, path, authorization string) *httptest.ResponseRecorder {
+		t.Helper()
+		req := httptest.NewRequest(method, path, nil)
+		req.Header.Set("Authorization", authorization)
+		return s.send(t, nil, req)
+	}
+
+	rec := send("GET", "/api/v1/admin/dlq", asAdmin)
+	wantStatus(t, rec, http.StatusOK)
+	if body := strings.TrimSpace(rec.Body.String()); body != `{"items":[],"next":""}` {
+		t.Errorf("empty dead-letter listing: got %s, want {\"items\":[],\"next\":\"\"}", body)
+	}
+	wantStatus(t, send("GET", "/api/v1/admin/dlq", asCustomer), http.StatusForbidden)
+	wantStatus(t, send("POST", "/api/v1/admin/dlq/no-such-letter/replay", asAdmin), http.StatusNotFound)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
@@ -33,7 +34,9 @@ func (downProvider) Charge(context.Context, string, string, int64) (payments.Dec
 	return payments.Decision{}, errors.New("connection refused")
 }
 
-func newStore(t *testing.T) *paymentdb.Store {
+// newDB is a real SQLite database with the payments and the messaging
+// (outbox, inbox, dead letters) migrations applied.
+func newDB(t *testing.T) *sqldb.DB {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "payments.db"))
@@ -47,11 +50,23 @@ func newStore(t *testing.T) *paymentdb.Store {
 	if err := outbox.Migrate(ctx, db); err != nil {
 		t.Fatalf("migrating the outbox: %v", err)
 	}
-	return paymentdb.New(db)
+	return db
 }
 
-func newRoutes(t *testing.T) http.Handler {
-	return paymenthttp.Routes(payments.NewService(newStore(t), simprovider.New()))
+// routesOn is the payments mux as the shop builds it: the service's routes
+// over db with provider, and the dead-letter admin routes of a real inbox
+// over the same database.
+func routesOn(db *sqldb.DB, provider payments.Provider) *http.ServeMux {
+	mux := paymenthttp.Routes(payments.NewService(paymentdb.New(db), provider))
+	inbox.Mount(mux, inbox.New(db, "payments", nil))
+	return mux
+}
+
+// newRoutes is the payments mux over a fresh database and the simulated
+// card provider.
+func newRoutes(t *testing.T) *http.ServeMux {
+	t.Helper()
+	return routesOn(newDB(t), simprovider.New())
 }
 
 type response struct {
@@ -290,8 +305,7 @@ func TestCharge(t *testing.T) {
 }
 
 func TestChargeProviderDown(t *testing.T) {
-	store := newStore(t)
-	down := paymenthttp.Routes(payments.NewService(store, downProvider{}))
+	down := routesOn(newDB(t), downProvider{})
 	wantProblem(t, do(t, down, nil, "POST", "/internal/v1/charges", chargeBody("order-1", "user-1", 100, "4242424242424242")),
 		http.StatusServiceUnavailable, "card provider unavailable")
 	if got := items(t, do(t, down, admin, "GET", "/api/v1/payments", "")); len(got) != 0 {

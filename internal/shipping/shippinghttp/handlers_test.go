@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
@@ -26,13 +27,20 @@ var (
 
 const home = `{"name":"Ada Lovelace","line1":"12 St James's Square","city":"London","postal_code":"SW1Y 4JH","country":"GB"}`
 
-func newRoutes(t *testing.T) http.Handler {
+// newRoutes is the shipping mux as the shop builds it: the service's routes
+// over a real, migrated SQLite store, and the dead-letter admin routes of a
+// real inbox over the same database.
+func newRoutes(t *testing.T) *http.ServeMux {
 	t.Helper()
-	return shippinghttp.Routes(newService(t))
+	db := newDB(t)
+	mux := shippinghttp.Routes(shipping.NewService(shipmentdb.New(db)))
+	inbox.Mount(mux, inbox.New(db, "shipping", nil))
+	return mux
 }
 
-// newService is the shipping service over a real, migrated SQLite store.
-func newService(t *testing.T) *shipping.Service {
+// newDB is a real SQLite database with the shipping and the messaging
+// (outbox, inbox, dead letters) migrations applied.
+func newDB(t *testing.T) *sqldb.DB {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "shipping.db"))
@@ -46,7 +54,7 @@ func newService(t *testing.T) *shipping.Service {
 	if err := outbox.Migrate(ctx, db); err != nil {
 		t.Fatalf("migrating messaging tables: %v", err)
 	}
-	return shipping.NewService(shipmentdb.New(db))
+	return db
 }
 
 type response struct {

@@ -19,14 +19,16 @@ import (
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/contract"
 	"github.com/microshop/microshop/internal/host"
-	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shippinghttp"
 	"github.com/microshop/microshop/internal/web"
 )
 
 // surface is the shipping service's whole surface as the shop serves it:
-// routes.go, and the ops endpoints host adds to every service.
+// routes.go, the dead-letter admin routes inbox.Mount adds, and the ops
+// endpoints host adds to every service.
 var surface = []string{
+	"GET /api/v1/admin/dlq",
+	"POST /api/v1/admin/dlq/{id}/replay",
 	"GET /api/v1/shipments",
 	"POST /internal/v1/shipments",
 	"POST /internal/v1/shipments/{order_id}/cancel",
@@ -48,12 +50,14 @@ func loadContract(t *testing.T) *contract.Doc {
 	return doc
 }
 
-// hosted serves svc's routes as the shop does: behind host's middleware,
-// which verifies tokens with tokens, and with its ops endpoints. It returns
-// the routes, which hold the ops endpoints once Handler is called.
-func hosted(svc *shipping.Service, tokens *auth.Signer) (*http.ServeMux, *host.Service) {
-	mux := shippinghttp.Routes(svc)
-	h := &host.Service{
+// examplePath fills a route's path parameters.
+var examplePath = strings.NewReplacer("{order_id}", "x", "{id}", "x")
+
+// hosted serves mux as the shop does: behind host's middleware, which
+// verifies tokens with tokens, and with its ops endpoints, which mux holds
+// once Handler is called.
+func hosted(mux *http.ServeMux, tokens *auth.Signer) *host.Service {
+	return &host.Service{
 		Name:     "shipping",
 		Log:      slog.New(slog.DiscardHandler),
 		Routes:   mux,
@@ -61,7 +65,6 @@ func hosted(svc *shipping.Service, tokens *auth.Signer) (*http.ServeMux, *host.S
 		Metrics:  web.NewMetrics("shipping"),
 		Verifier: auth.NewVerifier(tokens),
 	}
-	return mux, h
 }
 
 func newSigner(t *testing.T) *auth.Signer {
@@ -86,14 +89,14 @@ func TestOpenAPIDescribesTheRoutes(t *testing.T) {
 		t.Errorf("openapi = %q, want 3.0.3", doc.OpenAPI)
 	}
 
-	mux, h := hosted(shipping.NewService(nil), newSigner(t))
-	h.Handler()
+	mux := newRoutes(t)
+	hosted(mux, newSigner(t)).Handler()
 	var documented []string
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			want := method + " " + path
 			documented = append(documented, want)
-			_, got := mux.Handler(httptest.NewRequest(method, strings.ReplaceAll(path, "{order_id}", "x"), nil))
+			_, got := mux.Handler(httptest.NewRequest(method, examplePath.Replace(path), nil))
 			if got != want {
 				t.Errorf("documented %s is served by route %q, want %q", want, got, want)
 			}
@@ -135,7 +138,7 @@ func TestOpenAPIDescribesTheRoutes(t *testing.T) {
 // bad Authorization header gets on every route, internal ones included.
 func TestServedAsTheShopServesIt(t *testing.T) {
 	tokens := newSigner(t)
-	_, h := hosted(newService(t), tokens)
+	h := hosted(newRoutes(t), tokens)
 	h.Health.SetReady(true)
 	handler := h.Handler()
 	get := func(path, authorization string, want int) response {
@@ -162,7 +165,7 @@ func TestServedAsTheShopServesIt(t *testing.T) {
 	for _, route := range surface {
 		method, path, _ := strings.Cut(route, " ")
 		for _, bad := range []string{"Bearer not-a-token", "Basic YTpi"} {
-			r := httptest.NewRequest(method, strings.ReplaceAll(path, "{order_id}", "x"), nil)
+			r := httptest.NewRequest(method, examplePath.Replace(path), nil)
 			r.Header.Set("Authorization", bad)
 			wantProblem(t, send(t, handler, nil, r, ""), http.StatusUnauthorized, "")
 		}
@@ -172,4 +175,35 @@ func TestServedAsTheShopServesIt(t *testing.T) {
 	get("/healthz", "", http.StatusServiceUnavailable)
 	h.Health.SetReady(false)
 	get("/ready", "", http.StatusServiceUnavailable)
+}
+
+// TestDeadLetterRoutes checks the dead-letter admin routes the shop mounts
+// on the shipping mux, through host's middleware with real tokens and
+// against the document: an admin lists an empty page, a customer is
+// refused, and replaying a letter that does not exist is a 404.
+func TestDeadLetterRoutes(t *testing.T) {
+	tokens := newSigner(t)
+	handler := hosted(newRoutes(t), tokens).Handler()
+	bearer := func(subject, role string) string {
+		t.Helper()
+		token, _, err := tokens.Sign(subject, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + token
+	}
+	asAdmin, asCustomer := bearer("admin-1", auth.RoleAdmin), bearer("user-1", auth.RoleCustomer)
+	call := func(method, path, authorization string) response {
+		t.Helper()
+		r := httptest.NewRequest(method, path, nil)
+		r.Header.Set("Authorization", authorization)
+		return send(t, handler, nil, r, "")
+	}
+
+	list := call("GET", "/api/v1/admin/dlq", asAdmin)
+	if list.status != http.StatusOK || strings.TrimSpace(list.raw) != `{"items":[],"next":""}` {
+		t.Errorf("GET /api/v1/admin/dlq as admin = %d %s, want 200 {\"items\":[],\"next\":\"\"}", list.status, list.raw)
+	}
+	wantProblem(t, call("GET", "/api/v1/admin/dlq", asCustomer), http.StatusForbidden, "")
+	wantProblem(t, call("POST", "/api/v1/admin/dlq/no-such-letter/replay", asAdmin), http.StatusNotFound, "")
 }
