@@ -85,6 +85,7 @@ func start(t *testing.T, dataDir string, env []string, args ...string) *proc {
 	cmd.Env = append(os.Environ(),
 		"MICROSHOP_ADDR=127.0.0.1:0",
 		"MICROSHOP_REGISTRY_ADDR=127.0.0.1:0",
+		"MICROSHOP_BROKER_ADDR=127.0.0.1:0",
 		"MICROSHOP_DATA_DIR="+dataDir,
 		"MICROSHOP_ADMIN_EMAIL="+adminEmail,
 		"MICROSHOP_ADMIN_PASSWORD="+adminPassword,

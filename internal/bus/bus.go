@@ -156,6 +156,27 @@ func ValidateTopic(topic string) error {
 	return nil
 }
 
+// MaxNamespace is the longest namespace, so that the names built from it
+// (streams, exchanges, queues) stay well within the brokers' limits.
+const MaxNamespace = 32
+
+// ValidateNamespace reports a namespace that cannot prefix broker names: one
+// of 1 to MaxNamespace lowercase letters, digits and '-'. A namespace lets
+// several shops (test runs, environments) share one broker without seeing
+// each other's events; the empty namespace, the default, is not validated
+// here since it means no prefix at all.
+func ValidateNamespace(ns string) error {
+	if ns == "" || len(ns) > MaxNamespace {
+		return fmt.Errorf("namespace %q must be 1 to %d characters", ns, MaxNamespace)
+	}
+	for _, r := range ns {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+			return fmt.Errorf("namespace %q may hold only lowercase letters, digits and '-'", ns)
+		}
+	}
+	return nil
+}
+
 // validName reports whether s is non-empty and made of lowercase letters,
 // digits, '-' and '_' (and uppercase letters if upper is set).
 func validName(s string, upper bool) bool {

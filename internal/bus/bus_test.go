@@ -78,3 +78,29 @@ func TestWithDefaults(t *testing.T) {
 		t.Errorf("WithDefaults() changed set fields: %+v", set)
 	}
 }
+
+func TestValidateNamespace(t *testing.T) {
+	tests := []struct {
+		ns string
+		ok bool
+	}{
+		{"ci-1234", true},
+		{"a", true},
+		{"-", true},
+		{"0123456789abcdefghijklmnopqrstuv", true}, // 32
+		{"", false},
+		{"0123456789abcdefghijklmnopqrstuvw", false}, // 33
+		{"Staging", false},
+		{"a_b", false},
+		{"a.b", false},
+		{"a*", false},
+		{"a>", false},
+		{"a b", false},
+		{"é", false},
+	}
+	for _, tc := range tests {
+		if err := ValidateNamespace(tc.ns); (err == nil) != tc.ok {
+			t.Errorf("ValidateNamespace(%q) = %v, want ok %v", tc.ns, err, tc.ok)
+		}
+	}
+}

@@ -74,9 +74,12 @@ type Config struct {
 	// BrokerAddr, and `serve` connects to nats://BrokerAddr.
 	BrokerURL  string
 	BrokerAddr string
-	LogLevel   slog.Level
-	LogFormat  string // json or text
-	Services   map[string]Service
+	// BrokerNamespace prefixes every stream, subject, exchange and queue,
+	// so that several shops can share one broker.
+	BrokerNamespace string
+	LogLevel        slog.Level
+	LogFormat       string // json or text
+	Services        map[string]Service
 }
 
 // Load reads the configuration from getenv, falling back to the KEY=VALUE
@@ -98,16 +101,17 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 	}
 	var errs []error
 	c := Config{
-		Addr:          get("MICROSHOP_ADDR", "127.0.0.1:8080"),
-		RegistryAddr:  get("MICROSHOP_REGISTRY_ADDR", "127.0.0.1:8090"),
-		DataDir:       get("MICROSHOP_DATA_DIR", "./data"),
-		AdminEmail:    get("MICROSHOP_ADMIN_EMAIL", "admin@microshop.local"),
-		AdminPassword: Secret(get("MICROSHOP_ADMIN_PASSWORD", "")),
-		SagaMode:      get("MICROSHOP_SAGA_MODE", SagaOrchestration),
-		BrokerURL:     get("MICROSHOP_BROKER_URL", ""),
-		BrokerAddr:    get("MICROSHOP_BROKER_ADDR", "127.0.0.1:4223"),
-		LogFormat:     get("LOG_FORMAT", ""),
-		Services:      map[string]Service{},
+		Addr:            get("MICROSHOP_ADDR", "127.0.0.1:8080"),
+		RegistryAddr:    get("MICROSHOP_REGISTRY_ADDR", "127.0.0.1:8090"),
+		DataDir:         get("MICROSHOP_DATA_DIR", "./data"),
+		AdminEmail:      get("MICROSHOP_ADMIN_EMAIL", "admin@microshop.local"),
+		AdminPassword:   Secret(get("MICROSHOP_ADMIN_PASSWORD", "")),
+		SagaMode:        get("MICROSHOP_SAGA_MODE", SagaOrchestration),
+		BrokerURL:       get("MICROSHOP_BROKER_URL", ""),
+		BrokerAddr:      get("MICROSHOP_BROKER_ADDR", "127.0.0.1:4223"),
+		BrokerNamespace: get("MICROSHOP_BROKER_NAMESPACE", ""),
+		LogFormat:       get("LOG_FORMAT", ""),
+		Services:        map[string]Service{},
 	}
 	c.RegistryURL = get("MICROSHOP_REGISTRY_URL", "http://"+c.RegistryAddr)
 	c.JWTKeyFile = get("MICROSHOP_JWT_KEY_FILE", filepath.Join(c.DataDir, "keys", "jwt-ed25519.pem"))
@@ -158,6 +162,9 @@ func (c Config) validate() error {
 		if u, err := url.Parse(c.BrokerURL); err != nil || (u.Scheme != "nats" && u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
 			errs = append(errs, errors.New("MICROSHOP_BROKER_URL: want nats://host:port or amqp://user:pass@host:port/"))
 		}
+	}
+	if ns := c.BrokerNamespace; ns != "" && (len(ns) > 32 || strings.Trim(ns, "abcdefghijklmnopqrstuvwxyz0123456789-") != "") {
+		errs = append(errs, fmt.Errorf("MICROSHOP_BROKER_NAMESPACE %q: 1 to 32 of a-z, 0-9 and -", ns))
 	}
 	if _, port, err := net.SplitHostPort(c.BrokerAddr); err != nil {
 		errs = append(errs, fmt.Errorf("MICROSHOP_BROKER_ADDR %q: %w", c.BrokerAddr, err))

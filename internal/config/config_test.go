@@ -88,6 +88,8 @@ func TestBrokerSettings(t *testing.T) {
 		{map[string]string{"MICROSHOP_BROKER_URL": "kafka://127.0.0.1:9092"}, "MICROSHOP_BROKER_URL"},
 		{map[string]string{"MICROSHOP_BROKER_ADDR": "127.0.0.1:4222"}, "4222"},
 		{map[string]string{"MICROSHOP_BROKER_ADDR": "nowhere"}, "MICROSHOP_BROKER_ADDR"},
+		{map[string]string{"MICROSHOP_BROKER_NAMESPACE": "e2e-1"}, ""},
+		{map[string]string{"MICROSHOP_BROKER_NAMESPACE": "Has.Dots"}, "MICROSHOP_BROKER_NAMESPACE"},
 	}
 	for _, tt := range tests {
 		_, err := Load(env(tt.env), nil)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/microshop/microshop/internal/audit"
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/gateway"
 	"github.com/microshop/microshop/internal/host"
@@ -373,8 +374,8 @@ func TestDocsListsEveryDocument(t *testing.T) {
 		}
 	}
 	want := []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "registry", "gateway"}
-	if !slices.Equal(listed, want) || !slices.Equal(gateway.Documented, want) {
-		t.Errorf("documents = %v (Documented %v), want %v", listed, gateway.Documented, want)
+	if !slices.Equal(listed, append(want, "events")) || !slices.Equal(gateway.Documented, want) {
+		t.Errorf("documents = %v (Documented %v), want %v and events", listed, gateway.Documented, want)
 	}
 	for _, d := range index.Documents {
 		resp, body := s.do(t, "GET", d.URL, nil)
@@ -385,6 +386,12 @@ func TestDocsListsEveryDocument(t *testing.T) {
 		if d.Service == "gateway" {
 			if string(body) != string(gateway.OpenAPI) {
 				t.Errorf("GET %s is not the gateway's own document", d.URL)
+			}
+			continue
+		}
+		if d.Service == "events" {
+			if string(body) != string(event.AsyncAPI) || resp.Header.Get("Content-Type") != "application/yaml" {
+				t.Errorf("GET %s is not the events' AsyncAPI document as YAML", d.URL)
 			}
 			continue
 		}

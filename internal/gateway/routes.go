@@ -8,6 +8,7 @@ import (
 
 	"github.com/microshop/microshop/internal/audit"
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/web"
 )
@@ -18,6 +19,7 @@ import (
 var OpenAPI []byte
 
 // Documented lists the services whose OpenAPI documents the gateway serves.
+// The AsyncAPI document of the events is served beside them, as "events".
 var Documented = []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "registry", "gateway"}
 
 // Auditor checks the shop's invariants on behalf of an admin's token.
@@ -55,6 +57,7 @@ func Routes(p *Proxy, auditor Auditor, call Caller) *http.ServeMux {
 		for _, s := range Documented {
 			out = append(out, doc{Service: s, URL: "/api/docs/" + s})
 		}
+		out = append(out, doc{Service: "events", URL: "/api/docs/events"})
 		web.JSON(w, http.StatusOK, map[string]any{"documents": out})
 	})
 	mux.HandleFunc("GET /api/docs/{service}", func(w http.ResponseWriter, r *http.Request) {
@@ -63,6 +66,9 @@ func Routes(p *Proxy, auditor Auditor, call Caller) *http.ServeMux {
 		case service == "gateway":
 			w.Header().Set("Content-Type", "application/yaml")
 			_, _ = w.Write(OpenAPI)
+		case service == "events": // the AsyncAPI document of every service's events
+			w.Header().Set("Content-Type", "application/yaml")
+			_, _ = w.Write(event.AsyncAPI)
 		case slices.Contains(Documented, service):
 			r.URL.Path = "/openapi.yaml"
 			r.URL.RawPath = ""

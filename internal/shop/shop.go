@@ -134,7 +134,7 @@ func Run(ctx context.Context, opt Options) error {
 
 	if b.cfg.BrokerURL == "" {
 		if opt.EmbedBroker {
-			srv, err := natsbus.Embedded(ctx, filepath.Join(b.cfg.DataDir, "broker"), b.log.With(slog.String("service", "broker")))
+			srv, err := natsbus.Embedded(ctx, filepath.Join(b.cfg.DataDir, "broker"), b.cfg.BrokerAddr, b.log.With(slog.String("service", "broker")))
 			if err != nil {
 				return fmt.Errorf("starting the embedded broker: %w", err)
 			}
@@ -337,9 +337,9 @@ func (b *builder) connect(name string) (bus.Broker, error) {
 	)
 	log := b.log.With(slog.String("service", name), slog.String("component", "bus"))
 	if strings.HasPrefix(b.cfg.BrokerURL, "amqp") {
-		broker, err = rabbitbus.Connect(b.ctx, b.cfg.BrokerURL, rabbitbus.Options{Name: name, Log: log})
+		broker, err = rabbitbus.Connect(b.ctx, b.cfg.BrokerURL, rabbitbus.Options{Name: name, Log: log, Namespace: b.cfg.BrokerNamespace})
 	} else {
-		broker, err = natsbus.Connect(b.ctx, b.cfg.BrokerURL, natsbus.Options{Name: name, Log: log})
+		broker, err = natsbus.Connect(b.ctx, b.cfg.BrokerURL, natsbus.Options{Name: name, Log: log, Namespace: b.cfg.BrokerNamespace})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("connecting %s to the broker: %w", name, err)

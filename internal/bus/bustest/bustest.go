@@ -59,6 +59,71 @@ func Run(t *testing.T, newBroker func(t *testing.T) bus.Broker) {
 	}
 }
 
+// NewNamespace is a namespace of its own for one test run, for a suite run
+// on a broker that others share.
+func NewNamespace() string { return "bt-" + randomHex(4) }
+
+// RunNamespaces checks that namespaces keep shops apart on one broker.
+// newBroker returns a new connection to the broker under test in namespace
+// ns ("" for none), and closes it when the test ends.
+func RunNamespaces(t *testing.T, newBroker func(t *testing.T, ns string) bus.Broker) {
+	t.Run("NamespacesDoNotSeeEachOther", func(t *testing.T) {
+		t.Parallel()
+		testNamespaces(t, newBroker)
+	})
+}
+
+// testNamespaces: connections in two namespaces and in none, with the same
+// group consuming the same topic, each get their own namespace's events and
+// nothing of the others'. The namespaces publish different numbers of
+// events, so that a queue or consumer shared by mistake cannot deal each
+// its own by chance, and then one last event each; each group handles one
+// event at a time, so that events leaking from another namespace arrive
+// before the last one.
+func testNamespaces(t *testing.T, newBroker func(t *testing.T, ns string) bus.Broker) {
+	namespaces := []string{NewNamespace(), NewNamespace(), ""}
+	topic := newDomain() + ".thing.happened"
+	group := newGroup()
+	brokers := make([]bus.Broker, len(namespaces))
+	recorders := make([]*recorder, len(namespaces))
+	for i, ns := range namespaces {
+		brokers[i], recorders[i] = newBroker(t, ns), &recorder{}
+		s := sub(group, topic)
+		s.Concurrency = 1
+		subscribe(t, brokers[i], s, recorders[i].record(nil))
+	}
+	sent := make([][]string, len(namespaces))
+	for i, b := range brokers {
+		sent[i] = publishMany(t, b, topic, len(namespaces)-i)
+	}
+	total := 0
+	for i, b := range brokers {
+		sent[i] = append(sent[i], publishMany(t, b, topic, 1)...)
+		total += len(sent[i])
+	}
+	delivered := func() int {
+		n := 0
+		for _, r := range recorders {
+			n += r.len()
+		}
+		return n
+	}
+	recorders[0].waitFor(t, fmt.Sprintf("%d deliveries over the namespaces", total), func() bool { return delivered() >= total })
+	for i, r := range recorders {
+		r.expectNoMore(t)
+		for _, d := range r.all() {
+			if !slices.Contains(sent[i], d.Event.ID) {
+				t.Errorf("namespace %q received event %s, published in another namespace", namespaces[i], d.Event.ID)
+			}
+		}
+		for _, id := range sent[i] {
+			if n := r.count(id); n != 1 {
+				t.Errorf("namespace %q received its event %s %d times, want 1", namespaces[i], id, n)
+			}
+		}
+	}
+}
+
 // testRoundTrip: every envelope field arrives as sent, on the first attempt,
 // from several topics over two domains, and nothing from a topic the
 // subscription does not name.

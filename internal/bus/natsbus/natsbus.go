@@ -1,6 +1,12 @@
 // Package natsbus is the bus on NATS JetStream, embedded in the process or
 // external: one stream per domain, one durable pull consumer per group and
 // stream, duplicate detection by event id, and bounded redelivery.
+//
+// Names on the server: a topic "orders.order.created" is the subject of the
+// same name, in the stream "ORDERS" (subjects "orders.>"). With a namespace
+// "ci-7" the subject is "ci-7.orders.order.created" and the stream
+// "CI_7_ORDERS" (subjects "ci-7.orders.>"); consumers are named after the
+// group either way, since they live inside a stream.
 package natsbus
 
 import (
@@ -49,6 +55,12 @@ type Options struct {
 	// MaxAge is how long streams created by this connection keep events;
 	// zero means DefaultMaxAge.
 	MaxAge time.Duration
+	// Namespace, if set, prefixes every subject and stream this connection
+	// uses, so that several shops (test runs, environments) can share one
+	// server without seeing each other's events. It is 1 to
+	// bus.MaxNamespace lowercase letters, digits and '-'. Empty means the
+	// plain names.
+	Namespace string
 }
 
 // Bus is a connection to a JetStream server. It implements bus.Broker.
@@ -57,6 +69,7 @@ type Bus struct {
 	js     jetstream.JetStream
 	log    *slog.Logger
 	maxAge time.Duration
+	ns     string // namespace, "" for none
 
 	mu      sync.Mutex
 	streams map[string]bool // domains whose stream is known to exist
@@ -68,6 +81,11 @@ var _ bus.Broker = (*Bus)(nil)
 // possibly several separated by commas) and checks that JetStream is on.
 // Once connected, it reconnects by itself for as long as the Bus is open.
 func Connect(ctx context.Context, url string, opts Options) (*Bus, error) {
+	if opts.Namespace != "" {
+		if err := bus.ValidateNamespace(opts.Namespace); err != nil {
+			return nil, fmt.Errorf("connecting to nats: %w", err)
+		}
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -106,7 +124,7 @@ func Connect(ctx context.Context, url string, opts Options) (*Bus, error) {
 	if maxAge == 0 {
 		maxAge = DefaultMaxAge
 	}
-	return &Bus{nc: nc, js: js, log: log, maxAge: maxAge, streams: map[string]bool{}}, nil
+	return &Bus{nc: nc, js: js, log: log, maxAge: maxAge, ns: opts.Namespace, streams: map[string]bool{}}, nil
 }
 
 // Ping reports whether JetStream answers.
@@ -137,7 +155,7 @@ func (b *Bus) Publish(ctx context.Context, e event.Event) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s %s: %w", e.Type, e.ID, err)
 	}
-	msg := &nats.Msg{Subject: e.Topic, Data: body, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: b.subject(e.Topic), Data: body, Header: nats.Header{}}
 	if e.TraceParent != "" {
 		msg.Header.Set("traceparent", e.TraceParent) // for tools that read headers only
 	}
@@ -164,26 +182,51 @@ func (b *Bus) publish(ctx context.Context, domain string, msg *nats.Msg, id stri
 	}
 }
 
-// streamName is the stream that holds a domain's events: "orders" -> "ORDERS".
-func streamName(domain string) string { return strings.ToUpper(domain) }
+// subject is the subject that carries topic (or a domain's subjects start
+// with): the topic itself, or "<namespace>.<topic>".
+func (b *Bus) subject(topic string) string {
+	if b.ns == "" {
+		return topic
+	}
+	return b.ns + "." + topic
+}
+
+// streamName is the stream that holds a domain's events: "orders" ->
+// "ORDERS", or with the namespace "ci-7", "CI_7_ORDERS".
+func (b *Bus) streamName(domain string) string {
+	if b.ns == "" {
+		return strings.ToUpper(domain)
+	}
+	return strings.ToUpper(strings.ReplaceAll(b.ns+"_"+domain, "-", "_"))
+}
 
 // ensureStream creates the stream of domain if it does not exist, with file
 // storage, one replica, duplicate detection and age-based retention, and
-// returns its name.
+// returns its name. A stream of that name that holds none of the domain's
+// subjects is refused: two namespaced names can spell the same stream
+// ("a-b" and "c" as "a" and "b_c"), and publishing there would fail anyway.
 func (b *Bus) ensureStream(ctx context.Context, domain string) (string, error) {
-	name := streamName(domain)
+	name := b.streamName(domain)
 	b.mu.Lock()
 	known := b.streams[domain]
 	b.mu.Unlock()
 	if known {
 		return name, nil
 	}
-	_, err := b.js.Stream(ctx, name)
+	prefix := b.subject(domain) + "."
+	description := "microshop events of the " + domain + " domain"
+	if b.ns != "" {
+		description += " in namespace " + b.ns
+	}
+	st, err := b.js.Stream(ctx, name)
+	if err == nil && !slices.ContainsFunc(st.CachedInfo().Config.Subjects, func(s string) bool { return strings.HasPrefix(s, prefix) }) {
+		err = fmt.Errorf("the stream exists for subjects %v, not %s>", st.CachedInfo().Config.Subjects, prefix)
+	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = b.js.CreateStream(ctx, jetstream.StreamConfig{
 			Name:        name,
-			Description: "microshop events of the " + domain + " domain",
-			Subjects:    []string{domain + ".>"},
+			Description: description,
+			Subjects:    []string{prefix + ">"},
 			Storage:     jetstream.FileStorage,
 			Replicas:    1,
 			Retention:   jetstream.LimitsPolicy,
@@ -237,12 +280,16 @@ func (b *Bus) consumers(s bus.Subscription) []consumer {
 	for _, d := range domains {
 		topics := byDomain[d]
 		if len(topics) == 1 || filterSubjectsSupported(b.nc.ConnectedServerVersion()) {
-			cs = append(cs, consumer{d, consumerConfig(s.Group, s, topics)})
+			subjects := make([]string, len(topics))
+			for i, t := range topics {
+				subjects[i] = b.subject(t)
+			}
+			cs = append(cs, consumer{d, consumerConfig(s.Group, s, subjects)})
 			continue
 		}
 		for _, t := range topics {
 			sum := sha256.Sum256([]byte(t))
-			cs = append(cs, consumer{d, consumerConfig(s.Group+"_"+hex.EncodeToString(sum[:4]), s, []string{t})})
+			cs = append(cs, consumer{d, consumerConfig(s.Group+"_"+hex.EncodeToString(sum[:4]), s, []string{b.subject(t)})})
 		}
 	}
 	return cs
@@ -260,13 +307,13 @@ func filterSubjectsSupported(version string) bool {
 }
 
 // consumerConfig is a durable consumer named name of subscription s,
-// filtered to topics of one stream. It starts at the beginning of the
+// filtered to subjects of one stream. It starts at the beginning of the
 // stream, so a group that subscribes for the first time still gets what was
 // published before. The broker allows dispatch.DeadLetterRetries deliveries
 // beyond MaxDeliver, which never reach the handler (see dispatch); after
 // those JetStream stops delivering the message, leaves it in the stream and
 // publishes a MAX_DELIVERIES advisory.
-func consumerConfig(name string, s bus.Subscription, topics []string) jetstream.ConsumerConfig {
+func consumerConfig(name string, s bus.Subscription, subjects []string) jetstream.ConsumerConfig {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "microshop group " + s.Group,
@@ -275,10 +322,10 @@ func consumerConfig(name string, s bus.Subscription, topics []string) jetstream.
 		AckWait:       s.AckWait,
 		MaxDeliver:    s.MaxDeliver + dispatch.DeadLetterRetries,
 	}
-	if len(topics) == 1 {
-		cfg.FilterSubject = topics[0]
+	if len(subjects) == 1 {
+		cfg.FilterSubject = subjects[0]
 	} else {
-		cfg.FilterSubjects = topics
+		cfg.FilterSubjects = subjects
 	}
 	return cfg
 }

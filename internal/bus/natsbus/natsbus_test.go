@@ -3,11 +3,14 @@ package natsbus
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,59 +28,64 @@ import (
 const machineNATS = "nats://127.0.0.1:4222"
 
 // testBroker is a Bus that can also publish raw bytes, for the suite, and
-// notes the domains it touches, so that a test on a shared server can
-// delete its streams afterwards.
+// notes the streams it touches, so that a test on a shared server can
+// delete them afterwards.
 type testBroker struct {
 	*Bus
-	touched *domains
+	touched *streams
 }
 
-// domains is the set of domains a test's brokers touched.
-type domains struct {
+// streams is the set of streams a test's brokers touched.
+type streams struct {
 	mu  sync.Mutex
 	set map[string]bool
 }
 
-func (d *domains) add(topics ...string) {
-	if d == nil {
+// add notes the streams of topics, as b names them.
+func (s *streams) add(b *Bus, topics ...string) {
+	if s == nil {
 		return
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, t := range topics {
-		name, _, _ := strings.Cut(t, ".")
-		d.set[name] = true
+		d, _, _ := strings.Cut(t, ".")
+		s.set[b.streamName(d)] = true
 	}
 }
 
 func (b testBroker) PublishRaw(ctx context.Context, topic string, body []byte) error {
-	b.touched.add(topic)
+	b.touched.add(b.Bus, topic)
 	d, _, _ := strings.Cut(topic, ".")
 	if _, err := b.ensureStream(ctx, d); err != nil {
 		return err
 	}
-	_, err := b.js.Publish(ctx, topic, body)
+	_, err := b.js.Publish(ctx, b.subject(topic), body)
 	return err
 }
 
 func (b testBroker) Publish(ctx context.Context, e event.Event) error {
-	b.touched.add(e.Topic)
+	b.touched.add(b.Bus, e.Topic)
 	return b.Bus.Publish(ctx, e)
 }
 
 func (b testBroker) Subscribe(ctx context.Context, s bus.Subscription, h bus.Handler) error {
-	b.touched.add(s.Topics...)
+	b.touched.add(b.Bus, s.Topics...)
 	return b.Bus.Subscribe(ctx, s, h)
 }
 
 var _ bustest.RawPublisher = testBroker{}
 
 // connect connects to url, closing the connection when the test ends.
-func connect(t *testing.T, url string) *Bus {
+func connect(t *testing.T, url string) *Bus { return connectNS(t, url, "") }
+
+// connectNS connects to url in namespace ns, closing the connection when
+// the test ends.
+func connectNS(t *testing.T, url, ns string) *Bus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := Connect(ctx, url, Options{Name: "natsbus-test", Log: testLog(t)})
+	b, err := Connect(ctx, url, Options{Name: "natsbus-test", Log: testLog(t), Namespace: ns})
 	if err != nil {
 		t.Fatalf("Connect(%s): %v", url, err)
 	}
@@ -94,7 +102,7 @@ func embedded(t *testing.T, dir string) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := Embedded(ctx, dir, testLog(t))
+	srv, err := Embedded(ctx, dir, "127.0.0.1:0", testLog(t))
 	if err != nil {
 		t.Fatalf("Embedded: %v", err)
 	}
@@ -109,9 +117,26 @@ func TestSuiteEmbedded(t *testing.T) {
 	})
 }
 
-// TestSuiteMachineNATS runs the suite on the machine's own NATS server. It is
-// skipped when that server is not reachable, unless CI=true.
-func TestSuiteMachineNATS(t *testing.T) {
+func TestSuiteEmbeddedNamespaced(t *testing.T) {
+	srv := embedded(t, t.TempDir())
+	ns := bustest.NewNamespace()
+	bustest.Run(t, func(t *testing.T) bus.Broker {
+		return testBroker{Bus: connectNS(t, srv.ClientURL(), ns)}
+	})
+}
+
+func TestNamespacesEmbedded(t *testing.T) {
+	srv := embedded(t, t.TempDir())
+	bustest.RunNamespaces(t, func(t *testing.T, ns string) bus.Broker {
+		return testBroker{Bus: connectNS(t, srv.ClientURL(), ns)}
+	})
+}
+
+// machineBroker skips the test when the machine's NATS is not reachable,
+// unless CI=true, and returns a function that connects to it in a
+// namespace; the streams the connections touched are deleted when the test
+// ends, after its subtests.
+func machineBroker(t *testing.T) func(t *testing.T, ns string) bus.Broker {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	b, err := Connect(ctx, machineNATS, Options{Name: "natsbus-test"})
 	cancel()
@@ -121,20 +146,39 @@ func TestSuiteMachineNATS(t *testing.T) {
 		}
 		t.Skipf("no NATS with JetStream at %s: %v", machineNATS, err)
 	}
-	touched := &domains{set: map[string]bool{}}
-	t.Cleanup(func() { // after every subtest: delete the streams the suite created
+	touched := &streams{set: map[string]bool{}}
+	t.Cleanup(func() {
 		defer b.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		for d := range touched.set {
-			if err := b.js.DeleteStream(ctx, streamName(d)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-				t.Errorf("deleting stream %s: %v", streamName(d), err)
+		for name := range touched.set {
+			if err := b.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				t.Errorf("deleting stream %s: %v", name, err)
 			}
 		}
 	})
-	bustest.Run(t, func(t *testing.T) bus.Broker {
-		return testBroker{Bus: connect(t, machineNATS), touched: touched}
-	})
+	return func(t *testing.T, ns string) bus.Broker {
+		return testBroker{Bus: connectNS(t, machineNATS, ns), touched: touched}
+	}
+}
+
+// TestSuiteMachineNATS runs the suite on the machine's own NATS server. It is
+// skipped when that server is not reachable, unless CI=true.
+func TestSuiteMachineNATS(t *testing.T) {
+	connect := machineBroker(t)
+	bustest.Run(t, func(t *testing.T) bus.Broker { return connect(t, "") })
+}
+
+// TestSuiteMachineNATSNamespaced runs the suite on the machine's own NATS
+// server in a namespace of its own.
+func TestSuiteMachineNATSNamespaced(t *testing.T) {
+	connect := machineBroker(t)
+	ns := bustest.NewNamespace()
+	bustest.Run(t, func(t *testing.T) bus.Broker { return connect(t, ns) })
+}
+
+func TestNamespacesMachineNATS(t *testing.T) {
+	bustest.RunNamespaces(t, machineBroker(t))
 }
 
 // TestEmbeddedSettings checks the settings the README promises: loopback,
@@ -231,7 +275,7 @@ const helperEnv = "NATSBUS_TEST_SERVER_DIR"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(helperEnv); dir != "" {
-		srv, err := Embedded(context.Background(), dir, nil)
+		srv, err := Embedded(context.Background(), dir, "127.0.0.1:0", nil)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
@@ -395,7 +439,7 @@ func publishN(t *testing.T, b *Bus, topic string, n int) []string {
 //
 //	go test -run '^$' -bench Publish ./internal/bus/natsbus/
 func BenchmarkPublish(b *testing.B) {
-	srv, err := Embedded(context.Background(), b.TempDir(), nil)
+	srv, err := Embedded(context.Background(), b.TempDir(), "127.0.0.1:0", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -450,4 +494,147 @@ func TestConsumerDeletedIsRecreated(t *testing.T) {
 	}
 	later := publishN(t, b, topic, 5)
 	got.waitAll(t, later)
+}
+
+// freePort is a port nothing listens on at the moment.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestEmbeddedAddr: the server listens on the address it is given, and
+// refuses port 4222, a port already taken and addresses that are not
+// host:port, with an error that says why.
+func TestEmbeddedAddr(t *testing.T) {
+	port := freePort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	srv, err := Embedded(ctx, t.TempDir(), addr, testLog(t))
+	if err != nil {
+		t.Fatalf("Embedded(%s): %v", addr, err)
+	}
+	t.Cleanup(srv.Shutdown)
+	if got, want := srv.ClientURL(), "nats://"+addr; got != want {
+		t.Errorf("ClientURL = %s, want %s", got, want)
+	}
+	b := connect(t, srv.ClientURL())
+	if err := b.Ping(ctx); err != nil {
+		t.Errorf("Ping on %s: %v", addr, err)
+	}
+
+	refused := []struct{ addr, want string }{
+		{"127.0.0.1:4222", "4222"},
+		{"0.0.0.0:4222", "4222"},
+		{addr, "in use"}, // the server above has it
+		{"127.0.0.1", "missing port"},
+		{"127.0.0.1:http", "port must be a number"},
+		{"127.0.0.1:65536", "port must be a number"},
+		{"127.0.0.1:-1", "port must be a number"},
+	}
+	for _, tc := range refused {
+		srv, err := Embedded(ctx, t.TempDir(), tc.addr, testLog(t))
+		if err == nil {
+			srv.Shutdown()
+			t.Errorf("Embedded(%s): no error", tc.addr)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Embedded(%s) = %v, want an error mentioning %q", tc.addr, err, tc.want)
+		}
+	}
+	if ctx.Err() != nil {
+		t.Error("a refused address made Embedded wait for its context")
+	}
+}
+
+// TestEmbeddedAnyInterface: a server listening on every interface gives a
+// loopback address to connect to.
+func TestEmbeddedAnyInterface(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := Embedded(ctx, t.TempDir(), "0.0.0.0:0", testLog(t))
+	if err != nil {
+		t.Fatalf("Embedded: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+	if url := srv.ClientURL(); !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":0") {
+		t.Errorf("ClientURL = %s, want loopback and the port picked", url)
+	}
+	_ = connect(t, srv.ClientURL())
+}
+
+// TestNamespacedNames: a namespace prefixes subjects and streams as the
+// package doc says, and leaves consumer names alone.
+func TestNamespacedNames(t *testing.T) {
+	srv := embedded(t, t.TempDir())
+	b := connectNS(t, srv.ClientURL(), "ci-7")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := &seen{ids: map[string]int{}}
+	run(t, b, "inventory", "orders.order.created", got)
+	ids := publishN(t, b, "orders.order.created", 1)
+	got.waitAll(t, ids)
+
+	st, err := b.js.Stream(ctx, "CI_7_ORDERS")
+	if err != nil {
+		t.Fatalf("stream CI_7_ORDERS: %v", err)
+	}
+	if sc := st.CachedInfo().Config; !slices.Equal(sc.Subjects, []string{"ci-7.orders.>"}) {
+		t.Errorf("stream subjects = %v, want [ci-7.orders.>]", sc.Subjects)
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, "ci-7.orders.order.created")
+	if err != nil {
+		t.Fatalf("the event on subject ci-7.orders.order.created: %v", err)
+	}
+	var e event.Event
+	if err := json.Unmarshal(msg.Data, &e); err != nil || e.Topic != "orders.order.created" || e.ID != ids[0] {
+		t.Errorf("stored event = %+v (%v), want id %s and the topic without the namespace", e, err, ids[0])
+	}
+	c, err := st.Consumer(ctx, "inventory")
+	if err != nil {
+		t.Fatalf("consumer inventory: %v", err)
+	}
+	if cc := c.CachedInfo().Config; cc.FilterSubject != "ci-7.orders.order.created" {
+		t.Errorf("consumer filter = %q, want ci-7.orders.order.created", cc.FilterSubject)
+	}
+	if _, err := b.js.Stream(ctx, "ORDERS"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("stream ORDERS: %v, want none outside the namespace", err)
+	}
+}
+
+// TestNamespaceRefused: Connect refuses a namespace that cannot prefix
+// subjects, before connecting.
+func TestNamespaceRefused(t *testing.T) {
+	for _, ns := range []string{"Prod", "a.b", "a_b", "a>", strings.Repeat("x", 33)} {
+		b, err := Connect(context.Background(), "nats://127.0.0.1:1", Options{Namespace: ns})
+		if err == nil {
+			_ = b.Close()
+			t.Errorf("Connect with namespace %q: no error", ns)
+		} else if !strings.Contains(err.Error(), "namespace") {
+			t.Errorf("Connect with namespace %q = %v, want an error about the namespace", ns, err)
+		}
+	}
+}
+
+// TestStreamNameClash: namespace "a-b" with domain "c" and namespace "a"
+// with domain "b_c" spell the same stream, A_B_C. The second to come gets a
+// clear error instead of publishing into a stream that is not its own.
+func TestStreamNameClash(t *testing.T) {
+	srv := embedded(t, t.TempDir())
+	first := connectNS(t, srv.ClientURL(), "a-b")
+	publishN(t, first, "c.thing.happened", 1)
+	e, err := event.New("test", "b_c.thing.happened", "ThingHappened", 1, "k", map[string]int{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = connectNS(t, srv.ClientURL(), "a").Publish(context.Background(), e)
+	if err == nil || !strings.Contains(err.Error(), "A_B_C") {
+		t.Errorf("Publish into a clashing stream name = %v, want an error naming A_B_C", err)
+	}
 }

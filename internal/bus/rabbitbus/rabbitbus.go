@@ -2,6 +2,12 @@
 // domain, a durable quorum queue per group, persistent messages published
 // with confirms, manual acknowledgements, and a connection that comes back by
 // itself after the broker restarts.
+//
+// Names on the broker: a topic "orders.order.created" goes to the exchange
+// "orders" with the routing key "order.created", and a group "inventory"
+// consumes the queue "inventory" (and parks in "inventory.dead"). With a
+// namespace "ci-7" they are the exchange "ci-7.orders" and the queues
+// "ci-7.inventory" and "ci-7.inventory.dead"; routing keys do not change.
 package rabbitbus
 
 import (
@@ -60,6 +66,12 @@ type Options struct {
 	Log *slog.Logger
 	// PublishTimeout replaces DefaultPublishTimeout when set.
 	PublishTimeout time.Duration
+	// Namespace, if set, prefixes every exchange and queue this connection
+	// uses, so that several shops (test runs, environments) can share one
+	// broker without seeing each other's events. It is 1 to
+	// bus.MaxNamespace lowercase letters, digits and '-'. Empty means the
+	// plain names.
+	Namespace string
 }
 
 // Bus is a connection to RabbitMQ that reconnects by itself. It implements
@@ -69,6 +81,7 @@ type Bus struct {
 	name           string
 	log            *slog.Logger
 	publishTimeout time.Duration
+	ns             string // namespace, "" for none
 
 	mu       sync.Mutex
 	conn     *amqp.Connection // nil while reconnecting
@@ -88,11 +101,17 @@ var _ bus.Broker = (*Bus)(nil)
 // open: publishes wait for the connection within their deadline, and
 // subscriptions declare their queues again and resume.
 func Connect(ctx context.Context, url string, opts Options) (*Bus, error) {
+	if opts.Namespace != "" {
+		if err := bus.ValidateNamespace(opts.Namespace); err != nil {
+			return nil, fmt.Errorf("connecting to rabbitmq: %w", err)
+		}
+	}
 	b := &Bus{
 		url:            url,
 		name:           opts.Name,
 		log:            opts.Log,
 		publishTimeout: opts.PublishTimeout,
+		ns:             opts.Namespace,
 		changed:        make(chan struct{}),
 		declared:       map[string]bool{},
 		pubs:           make(chan *publisher, publishChannels),
@@ -301,7 +320,7 @@ func (b *Bus) Publish(ctx context.Context, e event.Event) error {
 	}
 	defer func() { b.pubs <- p }()
 	for {
-		err := b.publishOnce(ctx, p, e.Domain(), e.RoutingKey(), msg)
+		err := b.publishOnce(ctx, p, b.exchange(e.Domain()), e.RoutingKey(), msg)
 		if err == nil {
 			return nil
 		}
@@ -449,12 +468,12 @@ func (b *Bus) consume(ctx context.Context, s bus.Subscription, h bus.Handler, re
 	if err := ch.Qos(s.Concurrency, 0, false); err != nil {
 		return retryable(fmt.Errorf("setting prefetch: %w", err))
 	}
-	if err := declareQueue(ch, s); err != nil {
+	if err := b.declareQueue(ch, s); err != nil {
 		return err
 	}
-	deliveries, err := ch.Consume(s.Group, "", false, false, false, false, nil)
+	deliveries, err := ch.Consume(b.queue(s.Group), "", false, false, false, false, nil)
 	if err != nil {
-		return classify(fmt.Errorf("consuming %s: %w", s.Group, err))
+		return classify(fmt.Errorf("consuming %s: %w", b.queue(s.Group), err))
 	}
 	ready()
 	for {
@@ -472,18 +491,37 @@ func (b *Bus) consume(ctx context.Context, s bus.Subscription, h bus.Handler, re
 	}
 }
 
+// exchange is the exchange of a domain: the domain, or
+// "<namespace>.<domain>".
+func (b *Bus) exchange(domain string) string {
+	if b.ns == "" {
+		return domain
+	}
+	return b.ns + "." + domain
+}
+
+// queue is the queue of a group: the group, or "<namespace>.<group>". Its
+// dead queue adds ".dead".
+func (b *Bus) queue(group string) string {
+	if b.ns == "" {
+		return group
+	}
+	return b.ns + "." + group
+}
+
 // declareQueue declares the group's quorum queue, its "<group>.dead"
 // queue, the exchanges and the bindings. Everything is durable; the queue
 // moves messages past DeliveryLimit, or rejected for good, to the dead
 // queue at least once.
-func declareQueue(ch *amqp.Channel, s bus.Subscription) error {
-	dead := s.Group + ".dead"
+func (b *Bus) declareQueue(ch *amqp.Channel, s bus.Subscription) error {
+	queue := b.queue(s.Group)
+	dead := queue + ".dead"
 	if _, err := ch.QueueDeclare(dead, true, false, false, false, amqp.Table{
 		amqp.QueueTypeArg: amqp.QueueTypeQuorum,
 	}); err != nil {
 		return classify(fmt.Errorf("declaring queue %s: %w", dead, err))
 	}
-	if _, err := ch.QueueDeclare(s.Group, true, false, false, false, amqp.Table{
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table{
 		amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
 		"x-delivery-limit":          int64(DeliveryLimit),
 		"x-dead-letter-exchange":    "",
@@ -491,15 +529,16 @@ func declareQueue(ch *amqp.Channel, s bus.Subscription) error {
 		"x-dead-letter-strategy":    "at-least-once",
 		amqp.QueueOverflowArg:       amqp.QueueOverflowRejectPublish, // required by at-least-once dead-lettering
 	}); err != nil {
-		return classify(fmt.Errorf("declaring queue %s: %w", s.Group, err))
+		return classify(fmt.Errorf("declaring queue %s: %w", queue, err))
 	}
 	for _, t := range s.Topics {
 		e := event.Event{Topic: t}
-		if err := ch.ExchangeDeclare(e.Domain(), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-			return classify(fmt.Errorf("declaring exchange %s: %w", e.Domain(), err))
+		exchange := b.exchange(e.Domain())
+		if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+			return classify(fmt.Errorf("declaring exchange %s: %w", exchange, err))
 		}
-		if err := ch.QueueBind(s.Group, e.RoutingKey(), e.Domain(), false, nil); err != nil {
-			return classify(fmt.Errorf("binding %s to %s: %w", s.Group, t, err))
+		if err := ch.QueueBind(queue, e.RoutingKey(), exchange, false, nil); err != nil {
+			return classify(fmt.Errorf("binding %s to %s: %w", queue, t, err))
 		}
 	}
 	return nil
@@ -518,7 +557,7 @@ func (b *Bus) deliver(ctx context.Context, d amqp.Delivery, s bus.Subscription, 
 		err = d.Ack(false)
 	case dispatch.Retry:
 		if attempt >= s.MaxDeliver+dispatch.DeadLetterRetries {
-			b.log.Error("parking a message in "+s.Group+".dead: the dead-letter handler failed on its last delivery",
+			b.log.Error("parking a message in "+b.queue(s.Group)+".dead: the dead-letter handler failed on its last delivery",
 				"group", s.Group, "routing_key", d.RoutingKey, "attempt", attempt, "err", v.Err)
 			err = d.Nack(false, false)
 			break

@@ -38,16 +38,18 @@ type names struct {
 	queues    map[string]bool
 }
 
-func (n *names) add(group string, topics ...string) {
+// add notes the queues of group and the exchanges of topics, as b names
+// them.
+func (n *names) add(b *Bus, group string, topics ...string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, t := range topics {
 		d, _, _ := strings.Cut(t, ".")
-		n.exchanges[d] = true
+		n.exchanges[b.exchange(d)] = true
 	}
 	if group != "" {
-		n.queues[group] = true
-		n.queues[group+".dead"] = true
+		n.queues[b.queue(group)] = true
+		n.queues[b.queue(group)+".dead"] = true
 	}
 }
 
@@ -79,20 +81,20 @@ func (n *names) remove(t testing.TB) {
 }
 
 func (b testBroker) PublishRaw(ctx context.Context, topic string, body []byte) error {
-	b.touched.add("", topic)
+	b.touched.add(b.Bus, "", topic)
 	domain, key, _ := strings.Cut(topic, ".")
 	p := <-b.pubs
 	defer func() { b.pubs <- p }()
-	return b.publishOnce(ctx, p, domain, key, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
+	return b.publishOnce(ctx, p, b.exchange(domain), key, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
 }
 
 func (b testBroker) Publish(ctx context.Context, e event.Event) error {
-	b.touched.add("", e.Topic)
+	b.touched.add(b.Bus, "", e.Topic)
 	return b.Bus.Publish(ctx, e)
 }
 
 func (b testBroker) Subscribe(ctx context.Context, s bus.Subscription, h bus.Handler) error {
-	b.touched.add(s.Group, s.Topics...)
+	b.touched.add(b.Bus, s.Group, s.Topics...)
 	return b.Bus.Subscribe(ctx, s, h)
 }
 
@@ -102,6 +104,12 @@ var _ bustest.RawPublisher = testBroker{}
 // unless CI=true, and returns a function that connects to it; what the
 // connections declared is deleted when the test ends.
 func machineBroker(t *testing.T) func(t *testing.T) *Bus {
+	connect := machineBrokerNS(t)
+	return func(t *testing.T) *Bus { return connect(t, "") }
+}
+
+// machineBrokerNS is machineBroker with connections in a namespace.
+func machineBrokerNS(t *testing.T) func(t *testing.T, ns string) *Bus {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	b, err := Connect(ctx, machineRabbit, Options{})
 	cancel()
@@ -112,11 +120,11 @@ func machineBroker(t *testing.T) func(t *testing.T) *Bus {
 		t.Skipf("no RabbitMQ at %s: %v", machineRabbit, err)
 	}
 	_ = b.Close()
-	return func(t *testing.T) *Bus {
+	return func(t *testing.T, ns string) *Bus {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		b, err := Connect(ctx, machineRabbit, Options{Name: "rabbitbus-test", Log: testLog(t)})
+		b, err := Connect(ctx, machineRabbit, Options{Name: "rabbitbus-test", Log: testLog(t), Namespace: ns})
 		if err != nil {
 			t.Fatalf("Connect: %v", err)
 		}
@@ -138,6 +146,118 @@ func TestSuite(t *testing.T) {
 	})
 }
 
+// TestSuiteNamespaced runs the suite in a namespace of its own.
+func TestSuiteNamespaced(t *testing.T) {
+	connect := machineBrokerNS(t)
+	touched := &names{exchanges: map[string]bool{}, queues: map[string]bool{}}
+	t.Cleanup(func() { touched.remove(t) }) // after every subtest
+	ns := bustest.NewNamespace()
+	bustest.Run(t, func(t *testing.T) bus.Broker {
+		return testBroker{Bus: connect(t, ns), touched: touched}
+	})
+}
+
+func TestNamespaces(t *testing.T) {
+	connect := machineBrokerNS(t)
+	touched := &names{exchanges: map[string]bool{}, queues: map[string]bool{}}
+	t.Cleanup(func() { touched.remove(t) }) // after every subtest
+	bustest.RunNamespaces(t, func(t *testing.T, ns string) bus.Broker {
+		return testBroker{Bus: connect(t, ns), touched: touched}
+	})
+}
+
+// TestNamespacedNames: a namespace prefixes exchanges and queues as the
+// package doc says, and leaves routing keys and the plain names alone.
+func TestNamespacedNames(t *testing.T) {
+	ns := bustest.NewNamespace()
+	b := machineBrokerNS(t)(t, ns)
+	touched := &names{exchanges: map[string]bool{}, queues: map[string]bool{}}
+	t.Cleanup(func() { touched.remove(t) })
+	stamp := time.Now().UnixNano()
+	group, topic := fmt.Sprintf("names%d", stamp), fmt.Sprintf("names%d.order.created", stamp)
+	domain, key, _ := strings.Cut(topic, ".")
+	touched.add(b, group, topic)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- b.Subscribe(ctx, bus.Subscription{
+			Group: group, Topics: []string{topic},
+			DeadLetter: func(context.Context, bus.Delivery, []byte, error) error { return nil },
+			Ready:      func() { close(ready) },
+		}, func(context.Context, bus.Delivery) error { return nil })
+	}()
+	<-ready
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	e, err := event.New("test", topic, "OrderCreated", 1, "o-1", map[string]int{"total_cents": 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := amqp.Dial(machineRabbit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, ok, err := ch.Get(ns+"."+group, true)
+	if err != nil || !ok {
+		t.Fatalf("getting the published message from queue %s.%s: %v (found %v)", ns, group, err, ok)
+	}
+	if msg.MessageId != e.ID || msg.Exchange != ns+"."+domain || msg.RoutingKey != key {
+		t.Errorf("message id %q, exchange %q, key %q; want %q, %q, %q", msg.MessageId, msg.Exchange, msg.RoutingKey, e.ID, ns+"."+domain, key)
+	}
+	if _, err := ch.QueueDeclarePassive(ns+"."+group+".dead", true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+		t.Errorf("dead queue %s.%s.dead: %v", ns, group, err)
+	}
+	// A passive declaration of a missing name closes the channel, so each
+	// check gets its own.
+	for _, check := range []struct {
+		what    string
+		declare func(ch *amqp.Channel) error
+	}{
+		{"queue " + group, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclarePassive(group, true, false, false, false, nil)
+			return err
+		}},
+		{"exchange " + domain, func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclarePassive(domain, amqp.ExchangeTopic, true, false, false, false, nil)
+		}},
+	} {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ae *amqp.Error
+		if err := check.declare(ch); !errors.As(err, &ae) || ae.Code != amqp.NotFound {
+			t.Errorf("%s without the namespace: %v, want it not to exist", check.what, err)
+		}
+		_ = ch.Close()
+	}
+}
+
+// TestNamespaceRefused: Connect refuses a namespace that cannot prefix
+// exchange and queue names, before connecting.
+func TestNamespaceRefused(t *testing.T) {
+	for _, ns := range []string{"Prod", "a.b", "a_b", "a#", strings.Repeat("x", 33)} {
+		b, err := Connect(context.Background(), "amqp://guest:guest@127.0.0.1:1/", Options{Namespace: ns})
+		if err == nil {
+			_ = b.Close()
+			t.Errorf("Connect with namespace %q: no error", ns)
+		} else if !strings.Contains(err.Error(), "namespace") {
+			t.Errorf("Connect with namespace %q = %v, want an error about the namespace", ns, err)
+		}
+	}
+}
+
 // TestUnroutable: a message no queue is bound to receive is an error, not a
 // silent loss.
 func TestUnroutable(t *testing.T) {
@@ -145,7 +265,7 @@ func TestUnroutable(t *testing.T) {
 	touched := &names{exchanges: map[string]bool{}, queues: map[string]bool{}}
 	t.Cleanup(func() { touched.remove(t) })
 	topic := fmt.Sprintf("unroutable%d.nobody.listens", time.Now().UnixNano())
-	touched.add("", topic)
+	touched.add(b, "", topic)
 	e, err := event.New("test", topic, "NobodyListens", 1, "k", map[string]int{})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +286,7 @@ func TestQueueSettings(t *testing.T) {
 	t.Cleanup(func() { touched.remove(t) })
 	group := fmt.Sprintf("settings%d", time.Now().UnixNano())
 	topic := fmt.Sprintf("settings%d.order.created", time.Now().UnixNano())
-	touched.add(group, topic)
+	touched.add(b, group, topic)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() {
@@ -233,7 +353,7 @@ func TestParkedInDeadQueue(t *testing.T) {
 	t.Cleanup(func() { touched.remove(t) })
 	stamp := time.Now().UnixNano()
 	group, topic := fmt.Sprintf("parking%d", stamp), fmt.Sprintf("parking%d.order.created", stamp)
-	touched.add(group, topic)
+	touched.add(b, group, topic)
 	var mu sync.Mutex
 	deadCalls := 0
 	ctx, cancel := context.WithCancel(context.Background())
@@ -317,8 +437,8 @@ func TestBrokerRestart(t *testing.T) {
 	stamp := time.Now().UnixNano()
 	topic := fmt.Sprintf("restart%d.order.created", stamp)
 	live, parked := fmt.Sprintf("live%d", stamp), fmt.Sprintf("parked%d", stamp)
-	touched.add(live, topic)
-	touched.add(parked, topic)
+	touched.add(b, live, topic)
+	touched.add(b, parked, topic)
 
 	running := &seen{ids: map[string]int{}}
 	run(t, b, live, topic, running)
@@ -479,7 +599,7 @@ func BenchmarkPublish(b *testing.B) {
 	stamp := time.Now().UnixNano()
 	group, topic := fmt.Sprintf("bench%d", stamp), fmt.Sprintf("bench%d.order.created", stamp)
 	touched := &names{exchanges: map[string]bool{}, queues: map[string]bool{}}
-	touched.add(group, topic)
+	touched.add(rb, group, topic)
 	defer touched.remove(b)
 	sctx, stop := context.WithCancel(ctx)
 	ready, done := make(chan struct{}), make(chan error, 1)

@@ -32,6 +32,21 @@ const (
 	TopicCommandRelease    = "inventory.command.release"
 )
 
+// Reads is what inventory requires of each topic it consumes: the payload
+// fields it cannot apply an event without. Every event is checked against
+// it before its effect, and the contract tests check that each field is one
+// its producer always sends.
+var Reads = event.Reads{
+	TopicOrderCreated:      {"order_id", "saga", "items"},
+	TopicCommandReserve:    {"order_id", "saga", "items"},
+	TopicOrderCancelled:    {"order_id", "saga"},
+	TopicPaymentProcessed:  {"order_id", "saga"},
+	TopicPaymentFailed:     {"order_id", "saga"},
+	TopicDeliveryScheduled: {"order_id", "saga"},
+	TopicCommandCommit:     {"order_id", "saga"},
+	TopicCommandRelease:    {"order_id", "saga"},
+}
+
 // Topics returns every topic Consume subscribes to.
 func Topics() []string {
 	return []string{
@@ -102,6 +117,9 @@ func (o orderItems) items() []inventory.Item {
 }
 
 func apply(ctx context.Context, svc *inventory.Service, e event.Event) error {
+	if err := Reads.Check(e); err != nil {
+		return err
+	}
 	switch e.Topic {
 	case TopicOrderCreated, TopicCommandReserve:
 		var p orderItems

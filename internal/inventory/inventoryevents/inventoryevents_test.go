@@ -80,7 +80,7 @@ func newWorld(t *testing.T) *world {
 	if err := outbox.Migrate(ctx, db); err != nil {
 		t.Fatalf("migrating messaging tables: %v", err)
 	}
-	srv, err := natsbus.Embedded(ctx, t.TempDir(), nil)
+	srv, err := natsbus.Embedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatalf("starting the broker: %v", err)
 	}

@@ -40,6 +40,31 @@ var sagaKinds = map[string]orders.Kind{
 	"shipping.shipment.cancelled":  orders.ShipmentCancelled,
 }
 
+// Reads is what orders requires of each topic it consumes: the payload
+// fields it cannot apply an event without (a participant's reason is read
+// when there is one, and not required). Every event is checked against it
+// before its effect, and the contract tests check that each field is one
+// its producer always sends.
+var Reads = event.Reads{
+	"payments.payment.processed":    {"order_id"},
+	"payments.payment.failed":       {"order_id"},
+	"payments.payment.refunded":     {"order_id"},
+	"inventory.items.reserved":      {"order_id"},
+	"inventory.reservation.failed":  {"order_id"},
+	"inventory.items.released":      {"order_id"},
+	"inventory.items.committed":     {"order_id"},
+	"inventory.commit.failed":       {"order_id"},
+	"shipping.delivery.scheduled":   {"order_id"},
+	"shipping.shipment.refused":     {"order_id"},
+	"shipping.shipment.cancelled":   {"order_id"},
+	"catalog.product.created":       {"product_id", "price_cents", "currency"},
+	"catalog.product.price_changed": {"product_id", "price_cents", "currency"},
+	orders.TopicOrderCreated:        {"order_id", "user_id", "saga", "items", "total_cents", "currency", "created_at"},
+	orders.TopicOrderCompleted:      {"order_id", "user_id", "saga", "updated_at"},
+	orders.TopicOrderCancelled:      {"order_id", "user_id", "saga", "updated_at"},
+	"users.user.created":            {"user_id", "name"},
+}
+
 // outcome is what orders reads of a participant's event.
 type outcome struct {
 	OrderID string `json:"order_id"`
@@ -72,6 +97,9 @@ func Consume(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, svc *orde
 	}{
 		{GroupSaga, sagaTopics, func(ctx context.Context, e event.Event) error { return observe(ctx, svc, e) }},
 		{GroupCatalog, []string{"catalog.product.created", "catalog.product.price_changed"}, func(ctx context.Context, e event.Event) error {
+			if err := Reads.Check(e); err != nil {
+				return err
+			}
 			var p productChange
 			if err := e.Decode(&p); err != nil {
 				return err
@@ -112,6 +140,9 @@ func observe(ctx context.Context, svc *orders.Service, e event.Event) error {
 	if !ok {
 		return fmt.Errorf("unexpected topic %s", e.Topic)
 	}
+	if err := Reads.Check(e); err != nil {
+		return err
+	}
 	var o outcome
 	if err := e.Decode(&o); err != nil {
 		return err
@@ -125,6 +156,9 @@ func observe(ctx context.Context, svc *orders.Service, e event.Event) error {
 // Project applies one event to the read model. Rebuilds call it too, so the
 // rebuilt model is made by the very code that made the first.
 func Project(ctx context.Context, proj *orders.Projector, e event.Event) error {
+	if err := Reads.Check(e); err != nil {
+		return err
+	}
 	switch e.Topic {
 	case orders.TopicOrderCreated:
 		var c orders.OrderCreated

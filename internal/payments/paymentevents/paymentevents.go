@@ -30,6 +30,19 @@ const (
 	TopicRefundCommand     = "payments.command.refund"
 )
 
+// Reads is what payments requires of each topic it consumes: the payload
+// fields it cannot apply an event without. Every event is checked against
+// it before its effect, and the contract tests check that each field is one
+// its producer always sends.
+var Reads = event.Reads{
+	TopicOrderCreated:      {"order_id", "user_id", "saga", "total_cents", "currency", "card_token"},
+	TopicChargeCommand:     {"order_id", "user_id", "saga", "amount_cents", "currency", "card_token"},
+	TopicOrderCancelled:    {"order_id", "saga"},
+	TopicReservationFailed: {"order_id", "saga"},
+	TopicCommitFailed:      {"order_id", "saga"},
+	TopicRefundCommand:     {"order_id", "saga"},
+}
+
 // Topics returns all the topics payments subscribes to, in one subscription.
 func Topics() []string {
 	return []string{
@@ -71,12 +84,16 @@ func Consume(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, svc *paym
 	}
 }
 
-// apply returns the function that applies one event to svc: it decodes the
-// fields payments reads and hands them to the reaction the topic calls for.
-// An event it cannot read, or whose values are invalid, is an error, so that
-// it is retried and, in the end, dead-lettered rather than half-applied.
+// apply returns the function that applies one event to svc: it checks the
+// event carries what Reads requires, decodes the fields payments reads and
+// hands them to the reaction the topic calls for. An event it cannot read,
+// or whose values are invalid, is an error, so that it is retried and, in
+// the end, dead-lettered rather than half-applied.
 func apply(svc *payments.Service) inbox.Func {
 	return func(ctx context.Context, e event.Event) error {
+		if err := Reads.Check(e); err != nil {
+			return err
+		}
 		switch e.Topic {
 		case TopicOrderCreated:
 			var p orderCreated

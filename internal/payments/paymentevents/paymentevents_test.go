@@ -201,11 +201,16 @@ func newCheckout(t *testing.T, good string) checkout {
 			newEvent(t, "orders", paymentevents.TopicOrderCreated, "OrderCreated", "", map[string]any{"saga": "parallel", "total_cents": 900, "currency": "USD", "card_token": good, "user_id": "u"}),
 			newEvent(t, "orders", paymentevents.TopicOrderCancelled, "OrderCancelled", "bad-saga", map[string]any{"order_id": "bad-saga", "saga": "waterfall"}),
 			newEvent(t, "orders", paymentevents.TopicChargeCommand, "ChargePayment", "bad-json", map[string]any{"order_id": 42}),
+			// An order without the card token Reads requires is refused,
+			// not charged.
+			newEvent(t, "orders", paymentevents.TopicOrderCreated, "OrderCreated", "no-token", map[string]any{
+				"order_id": "no-token", "user_id": "u", "saga": "parallel", "total_cents": 900, "currency": "USD",
+			}),
 		},
 		wantStatus: map[string]payments.Status{
 			"par-paid": payments.StatusCaptured, "orch-placed": "NONE", "orch-charged": payments.StatusCaptured,
 			"choreo-void": payments.StatusVoided, "orch-cancelled": payments.StatusVoided,
-			"bad-saga": "NONE", "bad-json": "NONE",
+			"bad-saga": "NONE", "bad-json": "NONE", "no-token": "NONE",
 		},
 		want: []string{
 			"PaymentProcessed par-paid", "PaymentProcessed orch-charged",
@@ -383,7 +388,7 @@ func (a anyTopic) Subscribe(ctx context.Context, sub bus.Subscription, h bus.Han
 
 func TestConsumeOnTheEmbeddedBroker(t *testing.T) {
 	ctx := context.Background()
-	srv, err := natsbus.Embedded(ctx, t.TempDir(), nil)
+	srv, err := natsbus.Embedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,19 @@ const (
 	TopicCommandCancel    = "shipping.command.cancel"
 )
 
+// Reads is what shipping requires of each topic it consumes: the payload
+// fields it cannot apply an event without. Every event is checked against
+// it before its effect, and the contract tests check that each field is one
+// its producer always sends.
+var Reads = event.Reads{
+	TopicOrderCreated:     {"order_id", "saga", "user_id", "shipping_address"},
+	TopicCommandSchedule:  {"order_id", "saga", "user_id", "shipping_address"},
+	TopicOrderCancelled:   {"order_id", "saga"},
+	TopicItemsReserved:    {"order_id", "saga"},
+	TopicPaymentProcessed: {"order_id", "saga"},
+	TopicCommandCancel:    {"order_id", "saga"},
+}
+
 // Topics returns every topic Consume subscribes to.
 func Topics() []string {
 	return []string{
@@ -102,6 +115,9 @@ func (a address) domain() shipping.Address {
 }
 
 func apply(ctx context.Context, svc *shipping.Service, e event.Event) error {
+	if err := Reads.Check(e); err != nil {
+		return err
+	}
 	switch e.Topic {
 	case TopicOrderCreated, TopicCommandSchedule:
 		var p delivery
