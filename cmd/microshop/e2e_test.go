@@ -763,11 +763,21 @@ func checkStyle(t *testing.T, c *client, token, mode string, catalog map[string]
 // follows the events.
 func ordersOf(t *testing.T, c *client, admin, userID string) int {
 	t.Helper()
-	n := 0
-	for _, o := range items(t, c.must(200, "GET", "/api/v1/admin/orders?limit=1000", admin, nil)) {
-		if o["user_id"] == userID {
-			n++
+	n, after := 0, ""
+	for {
+		var page struct {
+			Items []map[string]any
+			Next  string
 		}
+		c.must(200, "GET", "/api/v1/admin/orders?limit=1000&after="+after, admin, nil).json(t, &page)
+		for _, o := range page.Items {
+			if o["user_id"] == userID {
+				n++
+			}
+		}
+		if page.Next == "" {
+			return n
+		}
+		after = page.Next
 	}
-	return n
 }

@@ -53,7 +53,7 @@ const adminEmail, adminPassword = "admin@example.com", "admin-password-e2e"
 
 // proc is a running microshop process.
 type proc struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	addrs map[string]string // service -> http://host:port, from the banner
 	logs  *syncBuffer
@@ -79,7 +79,7 @@ func (s *syncBuffer) String() string {
 
 // start runs microshop with args and env on free ports, and waits until it
 // prints that it is up (or, for serve, until waitFor answers /ready).
-func start(t *testing.T, dataDir string, env []string, args ...string) *proc {
+func start(t testing.TB, dataDir string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(),
@@ -173,7 +173,7 @@ func (p *proc) kill() {
 
 // client talks to the shop through its gateway.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	hc   *http.Client
 }
@@ -181,7 +181,7 @@ type client struct {
 // newClient returns a client of base whose every exchange is checked against
 // the published OpenAPI documents: an undocumented route or status, or an
 // answer that breaks its schema, fails the test.
-func newClient(t *testing.T, base string) *client {
+func newClient(t testing.TB, base string) *client {
 	t.Helper()
 	docs, err := contract.LoadAll(gateway.OpenAPI, userhttp.OpenAPI, cataloghttp.OpenAPI, inventoryhttp.OpenAPI,
 		orderhttp.OpenAPI, paymenthttp.OpenAPI, shippinghttp.OpenAPI, registry.OpenAPI)
@@ -205,14 +205,14 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decoding %s: %v", r.Body, err)
 	}
 }
 
-func (r response) obj(t *testing.T) map[string]any {
+func (r response) obj(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	r.json(t, &m)
@@ -292,7 +292,7 @@ func (c *client) login(email, password string) string {
 }
 
 // waitFor polls cond every 20 ms until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
