@@ -474,6 +474,21 @@ func TestShop(t *testing.T) {
 			t.Errorf("/users/{id}/orders = %d orders, /orders = %d", len(viaUser), len(mine))
 		}
 		c.must(403, "GET", "/api/v1/users/"+aliceID+"/orders", bob, nil)
+		// Dropped and rebuilt from the event log, the read model lists the same.
+		rebuilt := c.must(200, "POST", "/api/v1/admin/read-model/rebuild", admin, nil).obj(t)
+		if rebuilt["events"].(float64) < float64(len(mine)) {
+			t.Errorf("rebuild applied %v events for %d orders", rebuilt["events"], len(mine))
+		}
+		again := items(t, c.must(200, "GET", "/api/v1/orders?limit=1000", alice, nil))
+		if len(again) != len(mine) {
+			t.Fatalf("after a rebuild the listing has %d orders, before %d", len(again), len(mine))
+		}
+		for i := range mine {
+			if again[i]["id"] != mine[i]["id"] || again[i]["status"] != mine[i]["status"] || again[i]["total_cents"] != mine[i]["total_cents"] {
+				t.Errorf("rebuilt view %v differs from %v", again[i], mine[i])
+			}
+		}
+		c.must(403, "POST", "/api/v1/admin/read-model/rebuild", alice, nil)
 		c.must(200, "GET", "/api/v1/users/"+aliceID+"/orders", admin, nil)
 	})
 
@@ -607,7 +622,11 @@ func TestKillDashNineMidCheckout(t *testing.T) {
 	body := func(i int) map[string]any {
 		return orderBody(catalog[skus[i%len(skus)]].ID, 1+i%3, cards[i%len(cards)])
 	}
-	const killAfter = 40
+	// Every saga style is in flight at the kill: the style rotates as the
+	// orders are placed.
+	admin := c.login(adminEmail, adminPassword)
+	modes := []string{"orchestration", "choreography", "parallel"}
+	const killAfter = 45
 	var (
 		mu       sync.Mutex
 		accepted = map[int]string{} // request number -> order id
@@ -627,6 +646,9 @@ func TestKillDashNineMidCheckout(t *testing.T) {
 				case <-killed:
 					return
 				default:
+				}
+				if i%5 == 0 {
+					c.try("PUT", "/api/v1/admin/settings", admin, map[string]string{"saga_mode": modes[(i/5)%3]})
 				}
 				r, err := c.try("POST", "/api/v1/orders", token, body(i), "Idempotency-Key", fmt.Sprintf("kill-%d", i))
 				mu.Lock()
@@ -678,7 +700,7 @@ func TestKillDashNineMidCheckout(t *testing.T) {
 			recovered++
 		}
 	}
-	admin := c.login(adminEmail, adminPassword)
+	admin = c.login(adminEmail, adminPassword)
 	listed := ordersOf(t, c, admin, daveID)
 	rep := c.must(200, "GET", "/api/v1/admin/audit", admin, nil)
 	var audit struct {

@@ -77,9 +77,14 @@ type Config struct {
 	// BrokerNamespace prefixes every stream, subject, exchange and queue,
 	// so that several shops can share one broker.
 	BrokerNamespace string
-	LogLevel        slog.Level
-	LogFormat       string // json or text
-	Services        map[string]Service
+	// Failpoint, for crash tests only, makes a process kill itself at one
+	// exact point: "<service>:before-publish" (an event committed to the
+	// outbox, not yet published) or "<service>:after-publish" (published
+	// and acknowledged, not yet marked). Empty in any real run.
+	Failpoint string
+	LogLevel  slog.Level
+	LogFormat string // json or text
+	Services  map[string]Service
 }
 
 // Load reads the configuration from getenv, falling back to the KEY=VALUE
@@ -110,6 +115,7 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 		BrokerURL:       get("MICROSHOP_BROKER_URL", ""),
 		BrokerAddr:      get("MICROSHOP_BROKER_ADDR", "127.0.0.1:4223"),
 		BrokerNamespace: get("MICROSHOP_BROKER_NAMESPACE", ""),
+		Failpoint:       get("MICROSHOP_FAILPOINT", ""),
 		LogFormat:       get("LOG_FORMAT", ""),
 		Services:        map[string]Service{},
 	}
@@ -170,6 +176,12 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("MICROSHOP_BROKER_ADDR %q: %w", c.BrokerAddr, err))
 	} else if port == "4222" {
 		errs = append(errs, errors.New("MICROSHOP_BROKER_ADDR: port 4222 belongs to a standalone NATS server; the embedded broker uses another"))
+	}
+	if fp := c.Failpoint; fp != "" {
+		svc, point, _ := strings.Cut(fp, ":")
+		if !slices.Contains(BusinessServices, svc) || (point != "before-publish" && point != "after-publish") {
+			errs = append(errs, fmt.Errorf("MICROSHOP_FAILPOINT %q: want <service>:before-publish or <service>:after-publish", fp))
+		}
 	}
 	if c.RegistryTTL < time.Second {
 		errs = append(errs, errors.New("MICROSHOP_REGISTRY_TTL: at least 1s"))

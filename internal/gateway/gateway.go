@@ -49,6 +49,7 @@ var Table = []Route{
 	{"/api/v1/orders/", "orders"},
 	{"/api/v1/admin/orders", "orders"},
 	{"/api/v1/admin/settings", "orders"},
+	{"/api/v1/admin/read-model/", "orders"},
 	{"/api/v1/payments", "payments"},
 	{"/api/v1/shipments", "shipping"},
 	{"/api/v1/registry/", "registry"},

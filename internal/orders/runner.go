@@ -41,7 +41,7 @@ func NewRunner(store Store, log *slog.Logger) *Runner {
 		store: store, log: log,
 		owner:       "runner-" + hex.EncodeToString(b),
 		concurrency: 8,
-		lease:       10 * time.Second,
+		lease:       5 * time.Second,
 		poll:        250 * time.Millisecond,
 		wake:        make(chan struct{}, 1),
 		now:         time.Now,

@@ -12,10 +12,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/microshop/microshop/internal/audit"
@@ -314,6 +316,11 @@ func (b *builder) messaging(s *host.Service, db *sqldb.DB, relayOpts outbox.Opti
 		return nil, nil, err
 	}
 	relayOpts.Service = s.Name
+	// A relay renews its lease at every pass (at least once a second), so a
+	// short lease loses little after a crash: the next relay takes over
+	// within it.
+	relayOpts.Lease = 5 * time.Second
+	b.failpoint(s.Name, &relayOpts)
 	relay := outbox.NewRelay(db, broker, s.Log.With(slog.String("component", "relay")), relayOpts)
 	db.OnCommit(relay.Wake)
 	in := inbox.New(db, s.Name, s.Log.With(slog.String("component", "inbox")))
@@ -327,6 +334,26 @@ func (b *builder) messaging(s *host.Service, db *sqldb.DB, relayOpts outbox.Opti
 		}
 	})
 	return broker, in, nil
+}
+
+// failpoint arms a crash test's failpoint: the process kills itself with
+// SIGKILL, as a crash would, at the named point of the service's relay.
+func (b *builder) failpoint(service string, opts *outbox.Options) {
+	svc, point, _ := strings.Cut(b.cfg.Failpoint, ":")
+	if svc != service {
+		return
+	}
+	crash := func(e event.Event) error {
+		b.log.Warn("failpoint: killing the process", slog.String("failpoint", b.cfg.Failpoint), slog.String("event_id", e.ID))
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal ends the process before this returns
+	}
+	switch point {
+	case "before-publish":
+		opts.BeforePublish = crash
+	case "after-publish":
+		opts.AfterPublish = crash
+	}
 }
 
 // connect opens a broker connection for one service.
