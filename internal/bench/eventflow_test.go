@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +24,7 @@ import (
 	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // The machine's own brokers, next to the embedded JetStream.
@@ -68,8 +68,8 @@ func flow(b *testing.B, br broker) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	conn := br.connect(b, namespace())
-	producer := openDB(b, "producer.db")
-	consumer := openDB(b, "consumer.db")
+	producer := sqldbtest.OpenMessaging(b, "producer")
+	consumer := sqldbtest.OpenMessaging(b, "consumer")
 	if _, err := consumer.ExecContext(ctx, `CREATE TABLE applied (event_id TEXT PRIMARY KEY, key TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
 		b.Fatal(err)
 	}
@@ -163,22 +163,6 @@ func payload(i int) map[string]any {
 		"shipping_address": map[string]string{"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"},
 		"created_at":       time.Now().UTC(),
 	}
-}
-
-// openDB opens a SQLite database in the benchmark's temporary folder, with
-// the messaging tables, as a service's own database.
-func openDB(b *testing.B, name string) *sqldb.DB {
-	b.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(b.TempDir(), name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	if err := outbox.Migrate(ctx, db); err != nil {
-		b.Fatal(err)
-	}
-	return db
 }
 
 func logger(b *testing.B) *slog.Logger {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,6 +28,7 @@ import (
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/registry"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 	"github.com/microshop/microshop/internal/upstream"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
@@ -129,11 +129,7 @@ func (c call) do(t *testing.T, base string, client *http.Client) string {
 func migrated(t *testing.T, name string, migrate func(ctx context.Context, db *sqldb.DB) error) *sqldb.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), name+".db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := sqldbtest.Open(t, name)
 	if err := migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}

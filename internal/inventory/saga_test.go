@@ -2,8 +2,6 @@ package inventory_test
 
 import (
 	"context"
-	"encoding/json"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,8 +10,8 @@ import (
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 func TestSagaValidate(t *testing.T) {
@@ -86,17 +84,7 @@ type shop struct {
 func newShop(t *testing.T) *shop {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "inventory.db"))
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, inventorydb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrating messaging tables: %v", err)
-	}
+	db := sqldbtest.OpenMessaging(t, "inventory", inventorydb.Migrations)
 	s := &shop{t: t, ctx: ctx, db: db, svc: inventory.NewService(inventorydb.New(db))}
 	for id, n := range map[string]int64{"p1": 10, "p2": 5} {
 		if _, err := s.svc.SetAvailable(ctx, id, n); err != nil {
@@ -109,27 +97,7 @@ func newShop(t *testing.T) *shop {
 // events returns the events in the outbox, oldest first.
 func (s *shop) events() []event.Event {
 	s.t.Helper()
-	rows, err := s.db.QueryContext(s.ctx, `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		s.t.Fatalf("reading the outbox: %v", err)
-	}
-	defer rows.Close()
-	var out []event.Event
-	for rows.Next() {
-		var raw string
-		var e event.Event
-		if err := rows.Scan(&raw); err != nil {
-			s.t.Fatalf("reading the outbox: %v", err)
-		}
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			s.t.Fatalf("decoding an outbox event: %v", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		s.t.Fatalf("reading the outbox: %v", err)
-	}
-	return out
+	return sqldbtest.Outbox(s.t, s.db)
 }
 
 // types returns the types of the events in the outbox, oldest first.

@@ -2,7 +2,6 @@ package orders_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/microshop/microshop/internal/orders/orderdb"
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 type shop struct {
@@ -23,18 +23,7 @@ type shop struct {
 
 func newShop(t *testing.T) shop {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "orders.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, orderdb.Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := sqldbtest.OpenMessaging(t, "orders", orderdb.Migrations)
 	store := orderdb.New(db)
 	return shop{store: store, db: db, svc: orders.NewService(store, nil, nil, orders.ModeOrchestration, func() {})}
 }

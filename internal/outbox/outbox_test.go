@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // shop is a service's own schema, applied next to the messaging set.
@@ -29,19 +29,7 @@ DROP TABLE orders;
 
 func openDB(t *testing.T) *sqldb.DB {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "svc.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, shop); err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return sqldbtest.OpenMessaging(t, "svc", shop)
 }
 
 // recorder is an in-memory bus.Publisher that keeps what it was sent, in

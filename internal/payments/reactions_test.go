@@ -2,20 +2,18 @@ package payments_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/payments/simprovider"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // world is a payments service on a real database, with its outbox readable.
@@ -29,18 +27,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "payments.db"))
-	if err != nil {
-		t.Fatalf("opening db: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, paymentdb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrating the outbox: %v", err)
-	}
+	db := sqldbtest.OpenMessaging(t, "payments", paymentdb.Migrations)
 	w := &world{db: db, provider: &countingProvider{next: simprovider.New()}}
 	w.svc = payments.NewService(paymentdb.New(db), w.provider)
 	w.good = w.tokenize(t, goodCard)
@@ -60,27 +47,7 @@ func (w *world) tokenize(t *testing.T, card string) string {
 // published returns the events in the outbox, oldest first.
 func (w *world) published(t *testing.T) []event.Event {
 	t.Helper()
-	rows, err := w.db.QueryContext(context.Background(), `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatalf("reading the outbox: %v", err)
-	}
-	defer rows.Close()
-	var out []event.Event
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			t.Fatal(err)
-		}
-		var e event.Event
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return sqldbtest.Outbox(t, w.db)
 }
 
 // status is the order's payment status, or "NONE" without a payment.

@@ -4,17 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/microshop/microshop/internal/fail"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/payments/simprovider"
-	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // countingProvider counts the charges that reach the provider.
@@ -37,18 +35,7 @@ func (downProvider) Charge(context.Context, string, string, int64) (payments.Dec
 
 func newStore(t *testing.T) *paymentdb.Store {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "payments.db"))
-	if err != nil {
-		t.Fatalf("opening db: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, paymentdb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrating the outbox: %v", err)
-	}
+	db := sqldbtest.OpenMessaging(t, "payments", paymentdb.Migrations)
 	return paymentdb.New(db)
 }
 

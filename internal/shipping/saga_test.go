@@ -2,18 +2,16 @@ package shipping_test
 
 import (
 	"context"
-	"encoding/json"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 func TestSagaValidate(t *testing.T) {
@@ -73,44 +71,14 @@ type depot struct {
 func newDepot(t *testing.T) *depot {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "shipping.db"))
-	if err != nil {
-		t.Fatalf("opening db: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, shipmentdb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrating messaging tables: %v", err)
-	}
+	db := sqldbtest.OpenMessaging(t, "shipping", shipmentdb.Migrations)
 	return &depot{t: t, ctx: ctx, db: db, svc: shipping.NewService(shipmentdb.New(db))}
 }
 
 // events returns the events in the outbox, oldest first.
 func (d *depot) events() []event.Event {
 	d.t.Helper()
-	rows, err := d.db.QueryContext(d.ctx, `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		d.t.Fatalf("reading the outbox: %v", err)
-	}
-	defer rows.Close()
-	var out []event.Event
-	for rows.Next() {
-		var raw string
-		var e event.Event
-		if err := rows.Scan(&raw); err != nil {
-			d.t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			d.t.Fatal(err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		d.t.Fatal(err)
-	}
-	return out
+	return sqldbtest.Outbox(d.t, d.db)
 }
 
 func (d *depot) types() []string {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"path/filepath"
 	"slices"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // notes is a tiny schema for the tests: one table of strings.
@@ -33,16 +33,7 @@ DROP TABLE tags;
 
 func open(t *testing.T, name string) *sqldb.DB {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), name+".db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, notes); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return sqldbtest.Open(t, name, notes)
 }
 
 // add stores a note the way store code does: through db, with whatever

@@ -4,15 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/fail"
-	"github.com/microshop/microshop/internal/outbox"
-	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
 )
@@ -27,18 +25,7 @@ type shop struct {
 
 func newShop(t *testing.T) shop {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "users.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, userdb.Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil { // UserCreated is written with every new user
-		t.Fatal(err)
-	}
+	db := sqldbtest.OpenMessaging(t, "users", userdb.Migrations) // UserCreated is written with every new user
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

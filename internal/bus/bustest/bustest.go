@@ -1,5 +1,6 @@
 // Package bustest is the one test suite that every bus implementation runs,
-// so that JetStream and RabbitMQ keep the same promises to the services.
+// so that JetStream and RabbitMQ keep the same promises to the services, and
+// the kit the services' consumer tests share.
 package bustest
 
 import (
@@ -783,4 +784,121 @@ func (r *recorder) deadFor(id string) []deadLetter {
 		}
 	}
 	return out
+}
+
+// Thrice is a bus.Subscriber for a service's consumer tests: it hands every
+// delivery to the handler three times at once, as a broker redelivering and
+// a relay republishing might, and counts, by event id, the handler calls
+// that have returned.
+type Thrice struct {
+	bus.Subscriber
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+// NewThrice wraps the subscriber s.
+func NewThrice(s bus.Subscriber) *Thrice {
+	return &Thrice{Subscriber: s, ready: make(chan struct{}), calls: map[string]int{}}
+}
+
+// Subscribe subscribes to s's subscriber with a handler that calls h three
+// times at once for each delivery, and fails the delivery if any call does.
+func (s *Thrice) Subscribe(ctx context.Context, sub bus.Subscription, h bus.Handler) error {
+	ready := sub.Ready
+	sub.Ready = func() {
+		if ready != nil {
+			ready()
+		}
+		s.readyOnce.Do(func() { close(s.ready) })
+	}
+	return s.Subscriber.Subscribe(ctx, sub, func(ctx context.Context, d bus.Delivery) error {
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = h(ctx, d) })
+		}
+		wg.Wait()
+		s.mu.Lock()
+		s.calls[d.Event.ID] += len(errs)
+		s.mu.Unlock()
+		return errors.Join(errs...)
+	})
+}
+
+// Handled is how many handler calls for the event with id have returned.
+func (s *Thrice) Handled(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[id]
+}
+
+// Consume runs consume, a service's consumer, on s until the test ends, and
+// returns once it has subscribed. It fails the test if consume ends before
+// it subscribes, or returns anything but nil once its context ends.
+func (s *Thrice) Consume(t testing.TB, consume func(ctx context.Context, sub bus.Subscriber) error) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- consume(ctx, s) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("consuming: got %v, want nil once its context ends", err)
+			}
+		case <-time.After(patience):
+			t.Error("the consumer did not return after its context ended")
+		}
+	})
+	select {
+	case <-s.ready:
+	case err := <-done:
+		done <- err // for the clean-up
+		t.Fatalf("the consumer ended before subscribing: %v", err)
+	case <-time.After(patience):
+		t.Fatal("the consumer did not subscribe")
+	}
+}
+
+// WaitHandled waits until every delivery of events has been handled three
+// times.
+func (s *Thrice) WaitHandled(t testing.TB, events ...event.Event) {
+	t.Helper()
+	for _, e := range events {
+		WaitFor(t, e.Type+" handled three times", func() bool { return s.Handled(e.ID) >= 3 })
+	}
+}
+
+// Publish publishes a new event, as the service source would, and returns
+// it.
+func Publish(t testing.TB, p bus.Publisher, source, topic, typ, key string, payload any) event.Event {
+	t.Helper()
+	e, err := event.New(source, topic, typ, 1, key, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if err := p.Publish(ctx, e); err != nil {
+		t.Fatalf("publishing %s: %v", typ, err)
+	}
+	return e
+}
+
+// WaitFor waits until ok holds, or fails the test saying what it waited for.
+// The wait is bounded so that a broken consumer fails instead of hanging;
+// it is not a speed requirement.
+func WaitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting %v: %s", patience, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

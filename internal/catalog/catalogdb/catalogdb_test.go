@@ -2,7 +2,6 @@ package catalogdb_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,25 +10,13 @@ import (
 	"github.com/microshop/microshop/internal/catalog"
 	"github.com/microshop/microshop/internal/catalog/catalogdb"
 	"github.com/microshop/microshop/internal/fail"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 func openDB(t *testing.T) *sqldb.DB {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "catalog.db"))
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, catalogdb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrating the outbox: %v", err)
-	}
-	return db
+	return sqldbtest.OpenMessaging(t, "catalog", catalogdb.Migrations)
 }
 
 func product(sku string) catalog.Product {

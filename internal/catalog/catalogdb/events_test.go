@@ -2,7 +2,6 @@ package catalogdb_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -13,30 +12,15 @@ import (
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // outboxIDs returns the ids of the events in db's outbox, oldest first.
 func outboxIDs(t *testing.T, db *sqldb.DB) []string {
 	t.Helper()
-	rows, err := db.QueryContext(context.Background(), `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatalf("reading the outbox: %v", err)
-	}
-	defer rows.Close()
 	ids := []string{}
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			t.Fatal(err)
-		}
-		var e event.Event
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range sqldbtest.Outbox(t, db) {
 		ids = append(ids, e.ID)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return ids
 }

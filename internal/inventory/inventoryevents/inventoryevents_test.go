@@ -2,65 +2,30 @@ package inventoryevents_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"path/filepath"
 	"reflect"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/microshop/microshop/internal/bus"
+	"github.com/microshop/microshop/internal/bus/bustest"
 	"github.com/microshop/microshop/internal/bus/natsbus"
+	"github.com/microshop/microshop/internal/bus/natsbus/natsbustest"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
 	"github.com/microshop/microshop/internal/inventory/inventoryevents"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
-// tripled is a bus.Subscriber that hands every delivery to the handler three
-// times at once, as a broker redelivering and a relay republishing might,
-// and counts the handler calls that have returned, by event id.
-type tripled struct {
-	bus.Subscriber
-	ready chan struct{}
-
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (s *tripled) Subscribe(ctx context.Context, sub bus.Subscription, h bus.Handler) error {
-	sub.Ready = func() { close(s.ready) }
-	return s.Subscriber.Subscribe(ctx, sub, func(ctx context.Context, d bus.Delivery) error {
-		errs := make([]error, 3)
-		var wg sync.WaitGroup
-		for i := range errs {
-			wg.Go(func() { errs[i] = h(ctx, d) })
-		}
-		wg.Wait()
-		s.mu.Lock()
-		s.calls[d.Event.ID] += len(errs)
-		s.mu.Unlock()
-		return errors.Join(errs...)
-	})
-}
-
-func (s *tripled) handled(id string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[id]
-}
-
-// world is inventory consuming from an embedded JetStream, stocked with 10
-// of p1.
+// world is inventory consuming from an embedded JetStream through a
+// bustest.Thrice, which hands it every event three times at once, and
+// stocked with 10 of p1.
 type world struct {
 	t   *testing.T
 	ctx context.Context
 	bus *natsbus.Bus
-	sub *tripled
+	sub *bustest.Thrice
 	db  *sqldb.DB
 	in  *inbox.Inbox
 	svc *inventory.Service
@@ -68,112 +33,37 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "inventory.db"))
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, inventorydb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrating messaging tables: %v", err)
-	}
-	srv, err := natsbus.Embedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatalf("starting the broker: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	b, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{Name: "inventory-test"})
-	if err != nil {
-		t.Fatalf("connecting to the broker: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-
+	db := sqldbtest.OpenMessaging(t, "inventory", inventorydb.Migrations)
+	b := natsbustest.Embedded(t, "inventory-test")
 	w := &world{
-		t: t, ctx: ctx, bus: b, db: db, in: inbox.New(db, "", nil),
-		sub: &tripled{Subscriber: b, ready: make(chan struct{}), calls: map[string]int{}},
+		t: t, ctx: context.Background(), bus: b, db: db, in: inbox.New(db, "", nil),
+		sub: bustest.NewThrice(b),
 		svc: inventory.NewService(inventorydb.New(db)),
 	}
-	if _, err := w.svc.SetAvailable(ctx, "p1", 10); err != nil {
+	if _, err := w.svc.SetAvailable(w.ctx, "p1", 10); err != nil {
 		t.Fatal(err)
 	}
-	cctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- inventoryevents.Consume(cctx, w.sub, w.in, w.svc, nil) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Consume: got %v, want nil once its context ends", err)
-		}
+	w.sub.Consume(t, func(ctx context.Context, sub bus.Subscriber) error {
+		return inventoryevents.Consume(ctx, sub, w.in, w.svc, nil)
 	})
-	select {
-	case <-w.sub.ready:
-	case err := <-done:
-		t.Fatalf("Consume ended before subscribing: %v", err)
-	}
 	return w
 }
 
 // publish sends an event from another service and returns it.
 func (w *world) publish(source, topic, typ, orderID string, payload any) event.Event {
 	w.t.Helper()
-	e, err := event.New(source, topic, typ, 1, orderID, payload)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	if err := w.bus.Publish(w.ctx, e); err != nil {
-		w.t.Fatalf("publishing %s: %v", typ, err)
-	}
-	return e
-}
-
-// waitHandled waits until every delivery of events has been handled three
-// times.
-func (w *world) waitHandled(events ...event.Event) {
-	w.t.Helper()
-	for _, e := range events {
-		w.waitFor(e.Type+" handled three times", func() bool { return w.sub.handled(e.ID) >= 3 })
-	}
-}
-
-func (w *world) waitFor(what string, ok func() bool) {
-	w.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("gave up waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return bustest.Publish(w.t, w.bus, source, topic, typ, orderID, payload)
 }
 
 // announced returns the types of the events inventory put in its outbox
 // about orderID, oldest first.
 func (w *world) announced(orderID string) []string {
 	w.t.Helper()
-	rows, err := w.db.QueryContext(w.ctx, `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		w.t.Fatalf("reading the outbox: %v", err)
-	}
-	defer rows.Close()
 	var out []string
-	for rows.Next() {
-		var raw string
-		var e event.Event
-		if err := rows.Scan(&raw); err != nil {
-			w.t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			w.t.Fatal(err)
-		}
+	for _, e := range sqldbtest.Outbox(w.t, w.db) {
 		if e.Key == orderID {
 			out = append(out, e.Type)
 		}
-	}
-	if err := rows.Err(); err != nil {
-		w.t.Fatal(err)
 	}
 	return out
 }
@@ -229,17 +119,17 @@ func TestChoreographyAppliesEachEventOnce(t *testing.T) {
 	// items arrive.
 	paid := w.publish("payments", inventoryevents.TopicPaymentProcessed, "PaymentProcessed", "o1",
 		map[string]any{"order_id": "o1", "payment_id": "pay-1", "amount_cents": 500, "currency": "USD", "saga": "choreography"})
-	w.waitHandled(paid)
+	w.sub.WaitHandled(t, paid)
 	created := w.publish("orders", inventoryevents.TopicOrderCreated, "OrderCreated", "o1",
 		orderCreated{OrderID: "o1", UserID: "u1", Saga: "choreography", Items: []item{{"p1", 2}}, TotalCents: 500, Currency: "USD"})
-	w.waitHandled(created)
+	w.sub.WaitHandled(t, created)
 	w.wantReservation("o1", inventory.Reserved)
 	w.wantP1(8, 2, 0)
 	w.wantAnnounced("o1", "ItemsReserved")
 
 	shipped := w.publish("shipping", inventoryevents.TopicDeliveryScheduled, "DeliveryScheduled", "o1",
 		map[string]any{"order_id": "o1", "shipment_id": "s1", "saga": "choreography"})
-	w.waitHandled(shipped)
+	w.sub.WaitHandled(t, shipped)
 	w.wantReservation("o1", inventory.Committed)
 	w.wantP1(8, 0, 2)
 	w.wantAnnounced("o1", "ItemsReserved", "ItemsCommitted")
@@ -253,7 +143,7 @@ func TestParallelDeclineReleases(t *testing.T) {
 		map[string]any{"order_id": "o1", "reason": "card declined", "saga": "parallel"})
 	cancelled := w.publish("orders", inventoryevents.TopicOrderCancelled, "OrderCancelled", "o1",
 		map[string]any{"order_id": "o1", "user_id": "u1", "saga": "parallel", "reason": "card declined"})
-	w.waitHandled(created, declined, cancelled)
+	w.sub.WaitHandled(t, created, declined, cancelled)
 	// The three streams deliver in any order; whichever came first, nothing
 	// is held at the end.
 	w.wantReservation("o1", inventory.Released)
@@ -268,11 +158,11 @@ func TestCommandsAreAnsweredEveryTime(t *testing.T) {
 	w := newWorld(t)
 	reserve := map[string]any{"order_id": "o1", "items": []item{{"p1", 4}}, "saga": "orchestration"}
 	first := w.publish("orders", inventoryevents.TopicCommandReserve, "ReserveItems", "o1", reserve)
-	w.waitHandled(first)
+	w.sub.WaitHandled(t, first)
 	// The orchestrator sends the command again after a crash: a new event,
 	// the same outcome, announced again, stock moved once.
 	again := w.publish("orders", inventoryevents.TopicCommandReserve, "ReserveItems", "o1", reserve)
-	w.waitHandled(again)
+	w.sub.WaitHandled(t, again)
 	w.wantReservation("o1", inventory.Reserved)
 	w.wantP1(6, 4, 0)
 	w.wantAnnounced("o1", "ItemsReserved", "ItemsReserved")
@@ -280,14 +170,14 @@ func TestCommandsAreAnsweredEveryTime(t *testing.T) {
 	short := w.publish("orders", inventoryevents.TopicCommandReserve, "ReserveItems", "o2",
 		map[string]any{"order_id": "o2", "items": []item{{"p1", 7}}, "saga": "orchestration"})
 	release := w.publish("orders", inventoryevents.TopicCommandRelease, "ReleaseItems", "o1", orderRef{"o1", "orchestration"})
-	w.waitHandled(short, release)
+	w.sub.WaitHandled(t, short, release)
 	w.wantReservation("o2", inventory.Rejected)
 	w.wantAnnounced("o2", "ReservationFailed")
 	w.wantReservation("o1", inventory.Released)
 	w.wantAnnounced("o1", "ItemsReserved", "ItemsReserved", "ItemsReleased")
 
 	commit := w.publish("orders", inventoryevents.TopicCommandCommit, "CommitItems", "o1", orderRef{"o1", "orchestration"})
-	w.waitHandled(commit)
+	w.sub.WaitHandled(t, commit)
 	w.wantAnnounced("o1", "ItemsReserved", "ItemsReserved", "ItemsReleased", "CommitFailed")
 	w.wantP1(10, 0, 0)
 }
@@ -297,7 +187,7 @@ func TestPoisonEndsInTheDeadLetters(t *testing.T) {
 	poison := w.publish("orders", inventoryevents.TopicOrderCreated, "OrderCreated", "o1",
 		map[string]any{"saga": "parallel", "items": []item{{"p1", 1}}}) // no order_id
 	var letters []inbox.DeadLetter
-	w.waitFor("the poison event dead-lettered", func() bool {
+	bustest.WaitFor(t, "the poison event dead-lettered", func() bool {
 		var err error
 		letters, _, err = w.in.List(w.ctx, "", 10)
 		if err != nil {

@@ -1,36 +1,21 @@
 package inventoryhttp_test
 
 import (
-	"bytes"
-	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/microshop/microshop/internal/auth"
-	"github.com/microshop/microshop/internal/contract"
-	"github.com/microshop/microshop/internal/host"
+	"github.com/microshop/microshop/internal/contract/contracttest"
 	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
-	"github.com/microshop/microshop/internal/outbox"
-	"github.com/microshop/microshop/internal/sqldb"
-	"github.com/microshop/microshop/internal/web"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 var (
@@ -40,103 +25,23 @@ var (
 
 // server is the inventory's real routes over a real SQLite store, with
 // every exchange checked against the published OpenAPI document.
-type server struct {
-	mux http.Handler
-	doc *contract.Doc
-}
+type server struct{ contracttest.Server }
 
 func newServer(t *testing.T) *server {
 	t.Helper()
-	return &server{mux: routes(t), doc: loadContract(t)}
+	return &server{service.Server(t)}
 }
 
 // routes is the inventory's mux as the shop builds it: the service's routes
-// over a real, migrated SQLite store, and the dead-letter admin routes of a
-// real inbox over the same database.
+// over a real SQLite store with the inventory's and the messaging (outbox,
+// inbox, dead letters) migrations applied, and the dead-letter admin routes
+// of a real inbox over the same database.
 func routes(t *testing.T) *http.ServeMux {
 	t.Helper()
-	db := newDB(t)
+	db := sqldbtest.OpenMessaging(t, "inventory", inventorydb.Migrations)
 	mux := inventoryhttp.Routes(inventory.NewService(inventorydb.New(db)))
 	inbox.Mount(mux, inbox.New(db, "inventory", nil))
 	return mux
-}
-
-// newDB is a real SQLite database with the inventory's and the messaging
-// (outbox, inbox, dead letters) migrations applied.
-func newDB(t *testing.T) *sqldb.DB {
-	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "inventory.db"))
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, inventorydb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrating messaging tables: %v", err)
-	}
-	return db
-}
-
-// loadContract loads and validates the published document.
-func loadContract(t *testing.T) *contract.Doc {
-	t.Helper()
-	doc, err := contract.Load(inventoryhttp.OpenAPI)
-	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	return doc
-}
-
-// do sends a request as principal p (nil for anonymous) with a JSON body
-// (empty for none) and checks the exchange against the contract.
-func (s *server) do(t *testing.T, p *auth.Principal, method, target, body string) *httptest.ResponseRecorder {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req := httptest.NewRequest(method, target, rd)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return s.send(t, p, req)
-}
-
-// send serves req as principal p and fails the test if the exchange is not
-// one the OpenAPI document allows: an undocumented route or status, a body
-// that does not fit its schema, or a request the document forbids that was
-// not refused.
-func (s *server) send(t *testing.T, p *auth.Principal, req *http.Request) *httptest.ResponseRecorder {
-	t.Helper()
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		t.Fatalf("reading the request body: %v", err)
-	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	if p != nil {
-		// The principal stands for a token the middleware verified; the
-		// document only sees that one was sent.
-		req = req.WithContext(auth.WithPrincipal(req.Context(), *p))
-		req.Header.Set("Authorization", "Bearer verified-by-the-middleware")
-	}
-	rec := httptest.NewRecorder()
-	s.mux.ServeHTTP(rec, req)
-	if err := s.doc.Check(req, body, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
-		t.Errorf("%v\nbody: %s", err, rec.Body)
-	}
-	return rec
-}
-
-func decode[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
-		t.Fatalf("decoding %s: %v", rec.Body, err)
-	}
-	return v
 }
 
 type problem struct {
@@ -174,39 +79,24 @@ type page[T any] struct {
 	Next  *string `json:"next"`
 }
 
-func wantStatus(t *testing.T, rec *httptest.ResponseRecorder, want int) {
-	t.Helper()
-	if rec.Code != want {
-		t.Fatalf("status: got %d, want %d; body %s", rec.Code, want, rec.Body)
-	}
-	if want >= 400 {
-		if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
-			t.Errorf("content type: got %q, want application/problem+json", ct)
-		}
-		if p := decode[problem](t, rec); p.Status != want || p.Detail == "" {
-			t.Errorf("problem: got %+v, want status %d and a detail", p, want)
-		}
-	}
-}
-
 func wantDetail(t *testing.T, rec *httptest.ResponseRecorder, want string) {
 	t.Helper()
-	if got := decode[problem](t, rec).Detail; got != want {
+	if got := contracttest.Decode[problem](t, rec).Detail; got != want {
 		t.Errorf("detail: got %q, want %q", got, want)
 	}
 }
 
 func (s *server) stock(t *testing.T, id string, n int64) {
 	t.Helper()
-	wantStatus(t, s.do(t, admin, "PUT", "/api/v1/inventory/"+id, fmt.Sprintf(`{"available":%d}`, n)), http.StatusOK)
+	contracttest.WantStatus(t, s.Do(t, admin, "PUT", "/api/v1/inventory/"+id, fmt.Sprintf(`{"available":%d}`, n)), http.StatusOK)
 }
 
 // book reads a product's full stock through the admin listing.
 func (s *server) book(t *testing.T, id string) book {
 	t.Helper()
-	rec := s.do(t, admin, "GET", "/api/v1/inventory?limit=1000", "")
-	wantStatus(t, rec, http.StatusOK)
-	for _, b := range decode[page[book]](t, rec).Items {
+	rec := s.Do(t, admin, "GET", "/api/v1/inventory?limit=1000", "")
+	contracttest.WantStatus(t, rec, http.StatusOK)
+	for _, b := range contracttest.Decode[page[book]](t, rec).Items {
 		if b.ProductID == id {
 			if b.Available+b.Reserved+b.Sold != b.Supplied {
 				t.Errorf("invariant broken: %+v", b)
@@ -220,12 +110,12 @@ func (s *server) book(t *testing.T, id string) book {
 
 func TestGetStock(t *testing.T) {
 	s := newServer(t)
-	wantStatus(t, s.do(t, nil, "GET", "/api/v1/inventory/p1", ""), http.StatusNotFound)
-	wantStatus(t, s.do(t, nil, "GET", "/api/v1/inventory/"+strings.Repeat("p", 101), ""), http.StatusUnprocessableEntity)
+	contracttest.WantStatus(t, s.Do(t, nil, "GET", "/api/v1/inventory/p1", ""), http.StatusNotFound)
+	contracttest.WantStatus(t, s.Do(t, nil, "GET", "/api/v1/inventory/"+strings.Repeat("p", 101), ""), http.StatusUnprocessableEntity)
 	s.stock(t, "p1", 7)
-	rec := s.do(t, nil, "GET", "/api/v1/inventory/p1", "")
-	wantStatus(t, rec, http.StatusOK)
-	if got, want := decode[map[string]any](t, rec), map[string]any{"product_id": "p1", "available": 7.0, "reserved": 0.0}; !reflect.DeepEqual(got, want) {
+	rec := s.Do(t, nil, "GET", "/api/v1/inventory/p1", "")
+	contracttest.WantStatus(t, rec, http.StatusOK)
+	if got, want := contracttest.Decode[map[string]any](t, rec), map[string]any{"product_id": "p1", "available": 7.0, "reserved": 0.0}; !reflect.DeepEqual(got, want) {
 		t.Errorf("stock level: got %v, want exactly %v", got, want)
 	}
 }
@@ -252,14 +142,14 @@ func TestSetStock(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest("PUT", "/api/v1/inventory/p1", strings.NewReader(tt.body))
 			req.Header.Set("Content-Type", tt.contentType)
-			wantStatus(t, s.send(t, tt.who, req), tt.want)
-			wantStatus(t, s.do(t, nil, "GET", "/api/v1/inventory/p1", ""), http.StatusNotFound)
+			contracttest.WantStatus(t, s.Send(t, tt.who, req), tt.want)
+			contracttest.WantStatus(t, s.Do(t, nil, "GET", "/api/v1/inventory/p1", ""), http.StatusNotFound)
 		})
 	}
 
-	rec := s.do(t, admin, "PUT", "/api/v1/inventory/p1", `{"available":12}`)
-	wantStatus(t, rec, http.StatusOK)
-	if got, want := decode[level](t, rec), (level{ProductID: "p1", Available: 12}); got != want {
+	rec := s.Do(t, admin, "PUT", "/api/v1/inventory/p1", `{"available":12}`)
+	contracttest.WantStatus(t, rec, http.StatusOK)
+	if got, want := contracttest.Decode[level](t, rec), (level{ProductID: "p1", Available: 12}); got != want {
 		t.Errorf("PUT answer: got %+v, want %+v", got, want)
 	}
 	s.stock(t, "p1", 0)
@@ -273,9 +163,9 @@ func TestAdminListingsNeedAdmin(t *testing.T) {
 	s.stock(t, "p1", 1)
 	for _, path := range []string{"/api/v1/inventory", "/api/v1/inventory/reservations", "/api/v1/inventory/reservations?order_id=o1"} {
 		t.Run(path, func(t *testing.T) {
-			wantStatus(t, s.do(t, nil, "GET", path, ""), http.StatusUnauthorized)
-			wantStatus(t, s.do(t, customer, "GET", path, ""), http.StatusForbidden)
-			wantStatus(t, s.do(t, admin, "GET", path, ""), http.StatusOK)
+			contracttest.WantStatus(t, s.Do(t, nil, "GET", path, ""), http.StatusUnauthorized)
+			contracttest.WantStatus(t, s.Do(t, customer, "GET", path, ""), http.StatusForbidden)
+			contracttest.WantStatus(t, s.Do(t, admin, "GET", path, ""), http.StatusOK)
 		})
 	}
 }
@@ -291,9 +181,9 @@ func TestReservationsPathIsNotAProduct(t *testing.T) {
 	}
 	s := newServer(t)
 	// The listing answers a customer 403; the public stock route would have said 404.
-	wantStatus(t, s.do(t, customer, "GET", "/api/v1/inventory/reservations", ""), http.StatusForbidden)
-	rec := s.do(t, admin, "GET", "/api/v1/inventory/reservations", "")
-	wantStatus(t, rec, http.StatusOK)
+	contracttest.WantStatus(t, s.Do(t, customer, "GET", "/api/v1/inventory/reservations", ""), http.StatusForbidden)
+	rec := s.Do(t, admin, "GET", "/api/v1/inventory/reservations", "")
+	contracttest.WantStatus(t, rec, http.StatusOK)
 	if body := strings.TrimSpace(rec.Body.String()); body != `{"items":[],"next":""}` {
 		t.Errorf("empty listing: got %s, want {\"items\":[],\"next\":\"\"}", body)
 	}
@@ -306,23 +196,23 @@ func TestReservationsPathIsNotAProduct(t *testing.T) {
 func TestReservationsIsNoProductID(t *testing.T) {
 	s := newServer(t)
 	s.stock(t, "p1", 5)
-	rec := s.do(t, admin, "PUT", "/api/v1/inventory/reservations", `{"available":5}`)
-	wantStatus(t, rec, http.StatusUnprocessableEntity)
+	rec := s.Do(t, admin, "PUT", "/api/v1/inventory/reservations", `{"available":5}`)
+	contracttest.WantStatus(t, rec, http.StatusUnprocessableEntity)
 	wantDetail(t, rec, `product_id may not be "reservations", the name of the reservations listing`)
-	rec = s.do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"reservations","quantity":1}]}`)
-	wantStatus(t, rec, http.StatusUnprocessableEntity)
+	rec = s.Do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"reservations","quantity":1}]}`)
+	contracttest.WantStatus(t, rec, http.StatusUnprocessableEntity)
 	wantDetail(t, rec, `items[0]: product_id may not be "reservations", the name of the reservations listing`)
 
 	// Nothing was recorded: p1 is the only stock, and o1 may still reserve.
-	stock := decode[page[book]](t, s.do(t, admin, "GET", "/api/v1/inventory", ""))
+	stock := contracttest.Decode[page[book]](t, s.Do(t, admin, "GET", "/api/v1/inventory", ""))
 	if len(stock.Items) != 1 || stock.Items[0].ProductID != "p1" {
 		t.Errorf("stock after the refusals: got %+v, want p1 alone", stock.Items)
 	}
-	wantStatus(t, s.do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"p1","quantity":1}]}`), http.StatusCreated)
+	contracttest.WantStatus(t, s.Do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"p1","quantity":1}]}`), http.StatusCreated)
 	// Only the exact word is taken: ids are case-sensitive, and this one
 	// is reachable.
 	s.stock(t, "Reservations", 3)
-	wantStatus(t, s.do(t, nil, "GET", "/api/v1/inventory/Reservations", ""), http.StatusOK)
+	contracttest.WantStatus(t, s.Do(t, nil, "GET", "/api/v1/inventory/Reservations", ""), http.StatusOK)
 }
 
 func TestListBadLimits(t *testing.T) {
@@ -334,7 +224,7 @@ func TestListBadLimits(t *testing.T) {
 				sep = ""
 			}
 			t.Run(path+sep+q, func(t *testing.T) {
-				wantStatus(t, s.do(t, admin, "GET", path+sep+q, ""), http.StatusUnprocessableEntity)
+				contracttest.WantStatus(t, s.Do(t, admin, "GET", path+sep+q, ""), http.StatusUnprocessableEntity)
 			})
 		}
 	}
@@ -348,9 +238,9 @@ func TestListStockPages(t *testing.T) {
 	var got []string
 	target, pages := "/api/v1/inventory?limit=2", 0
 	for {
-		rec := s.do(t, admin, "GET", target, "")
-		wantStatus(t, rec, http.StatusOK)
-		p := decode[page[book]](t, rec)
+		rec := s.Do(t, admin, "GET", target, "")
+		contracttest.WantStatus(t, rec, http.StatusOK)
+		p := contracttest.Decode[page[book]](t, rec)
 		pages++
 		if p.Next == nil {
 			t.Fatalf("page without next: %s", rec.Body)
@@ -378,72 +268,72 @@ func TestReserveCommitRelease(t *testing.T) {
 
 	// Internal calls need no principal; lines for one product are merged.
 	body := `{"order_id":"o1","items":[{"product_id":"p2","quantity":2},{"product_id":"p1","quantity":3},{"product_id":"p2","quantity":1}]}`
-	rec := s.do(t, nil, "POST", "/internal/v1/reservations", body)
-	wantStatus(t, rec, http.StatusCreated)
+	rec := s.Do(t, nil, "POST", "/internal/v1/reservations", body)
+	contracttest.WantStatus(t, rec, http.StatusCreated)
 	want := reservation{OrderID: "o1", Status: "RESERVED", Items: []item{{"p1", 3}, {"p2", 3}}}
-	if got := decode[reservation](t, rec); !reflect.DeepEqual(got, want) {
+	if got := contracttest.Decode[reservation](t, rec); !reflect.DeepEqual(got, want) {
 		t.Errorf("reserve: got %+v, want %+v", got, want)
 	}
 	first := rec.Body.String()
 
-	repeat := s.do(t, nil, "POST", "/internal/v1/reservations", body)
-	wantStatus(t, repeat, http.StatusOK)
+	repeat := s.Do(t, nil, "POST", "/internal/v1/reservations", body)
+	contracttest.WantStatus(t, repeat, http.StatusOK)
 	if repeat.Body.String() != first {
 		t.Errorf("repeated reserve: got %s, want the first answer %s", repeat.Body, first)
 	}
 	if got, want := s.book(t, "p2"), (book{ProductID: "p2", Available: 2, Reserved: 3, Supplied: 5}); got != want {
 		t.Errorf("after reserve and repeat: got %+v, want %+v", got, want)
 	}
-	lvl := decode[level](t, s.do(t, nil, "GET", "/api/v1/inventory/p2", ""))
+	lvl := contracttest.Decode[level](t, s.Do(t, nil, "GET", "/api/v1/inventory/p2", ""))
 	if lvl != (level{ProductID: "p2", Available: 2, Reserved: 3}) {
 		t.Errorf("public level: got %+v, want 2 available, 3 reserved", lvl)
 	}
 
 	for range 2 {
-		rec = s.do(t, nil, "POST", "/internal/v1/reservations/o1/commit", "")
-		wantStatus(t, rec, http.StatusOK)
+		rec = s.Do(t, nil, "POST", "/internal/v1/reservations/o1/commit", "")
+		contracttest.WantStatus(t, rec, http.StatusOK)
 		want.Status = "COMMITTED"
-		if got := decode[reservation](t, rec); !reflect.DeepEqual(got, want) {
+		if got := contracttest.Decode[reservation](t, rec); !reflect.DeepEqual(got, want) {
 			t.Errorf("commit: got %+v, want %+v", got, want)
 		}
 	}
 	if got, want := s.book(t, "p2"), (book{ProductID: "p2", Available: 2, Sold: 3, Supplied: 5}); got != want {
 		t.Errorf("after commit and repeat: got %+v, want %+v", got, want)
 	}
-	rec = s.do(t, nil, "POST", "/internal/v1/reservations/o1/release", "")
-	wantStatus(t, rec, http.StatusConflict)
+	rec = s.Do(t, nil, "POST", "/internal/v1/reservations/o1/release", "")
+	contracttest.WantStatus(t, rec, http.StatusConflict)
 	wantDetail(t, rec, "reservation was committed")
 
 	// A second order is released, twice, and then refused a reserve.
-	wantStatus(t, s.do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o2","items":[{"product_id":"p1","quantity":4}]}`), http.StatusCreated)
+	contracttest.WantStatus(t, s.Do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o2","items":[{"product_id":"p1","quantity":4}]}`), http.StatusCreated)
 	for range 2 {
-		rec = s.do(t, nil, "POST", "/internal/v1/reservations/o2/release", "")
-		wantStatus(t, rec, http.StatusOK)
-		if got := decode[reservation](t, rec); got.Status != "RELEASED" || len(got.Items) != 1 {
+		rec = s.Do(t, nil, "POST", "/internal/v1/reservations/o2/release", "")
+		contracttest.WantStatus(t, rec, http.StatusOK)
+		if got := contracttest.Decode[reservation](t, rec); got.Status != "RELEASED" || len(got.Items) != 1 {
 			t.Errorf("release: got %+v, want RELEASED with its item", got)
 		}
 	}
 	if got, want := s.book(t, "p1"), (book{ProductID: "p1", Available: 7, Sold: 3, Supplied: 10}); got != want {
 		t.Errorf("after release: got %+v, want %+v", got, want)
 	}
-	rec = s.do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o2","items":[{"product_id":"p1","quantity":4}]}`)
-	wantStatus(t, rec, http.StatusConflict)
+	rec = s.Do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o2","items":[{"product_id":"p1","quantity":4}]}`)
+	contracttest.WantStatus(t, rec, http.StatusConflict)
 	wantDetail(t, rec, "reservation was released")
-	rec = s.do(t, nil, "POST", "/internal/v1/reservations/o2/commit", "")
-	wantStatus(t, rec, http.StatusConflict)
+	rec = s.Do(t, nil, "POST", "/internal/v1/reservations/o2/commit", "")
+	contracttest.WantStatus(t, rec, http.StatusConflict)
 
-	wantStatus(t, s.do(t, nil, "POST", "/internal/v1/reservations/nobody/commit", ""), http.StatusNotFound)
+	contracttest.WantStatus(t, s.Do(t, nil, "POST", "/internal/v1/reservations/nobody/commit", ""), http.StatusNotFound)
 
 	// The admin listing shows each order's reservation.
-	list := decode[page[reservation]](t, s.do(t, admin, "GET", "/api/v1/inventory/reservations", ""))
+	list := contracttest.Decode[page[reservation]](t, s.Do(t, admin, "GET", "/api/v1/inventory/reservations", ""))
 	if len(list.Items) != 2 || list.Items[0].Status != "COMMITTED" || list.Items[1].Status != "RELEASED" {
 		t.Errorf("reservations: got %+v, want o1 COMMITTED and o2 RELEASED", list.Items)
 	}
-	one := decode[page[reservation]](t, s.do(t, admin, "GET", "/api/v1/inventory/reservations?order_id=o1", ""))
+	one := contracttest.Decode[page[reservation]](t, s.Do(t, admin, "GET", "/api/v1/inventory/reservations?order_id=o1", ""))
 	if len(one.Items) != 1 || !reflect.DeepEqual(one.Items[0], want) || one.Next == nil || *one.Next != "" {
 		t.Errorf("reservation of o1: got %+v, want just %+v", one, want)
 	}
-	none := decode[page[reservation]](t, s.do(t, admin, "GET", "/api/v1/inventory/reservations?order_id=o9", ""))
+	none := contracttest.Decode[page[reservation]](t, s.Do(t, admin, "GET", "/api/v1/inventory/reservations?order_id=o9", ""))
 	if none.Items == nil || len(none.Items) != 0 {
 		t.Errorf("reservation of an unknown order: got %+v, want an empty items array", none)
 	}
@@ -455,31 +345,31 @@ func TestReserveRejected(t *testing.T) {
 	s.stock(t, "p2", 1)
 	body := `{"order_id":"o1","items":[{"product_id":"p1","quantity":3},{"product_id":"p2","quantity":2}]}`
 	for range 2 { // the refusal is recorded and answered again
-		rec := s.do(t, nil, "POST", "/internal/v1/reservations", body)
-		wantStatus(t, rec, http.StatusConflict)
+		rec := s.Do(t, nil, "POST", "/internal/v1/reservations", body)
+		contracttest.WantStatus(t, rec, http.StatusConflict)
 		wantDetail(t, rec, "insufficient stock for product p2")
 	}
 	if got, want := s.book(t, "p1"), (book{ProductID: "p1", Available: 10, Supplied: 10}); got != want {
 		t.Errorf("all or nothing: p1 got %+v, want %+v", got, want)
 	}
-	rec := s.do(t, nil, "POST", "/internal/v1/reservations/o1/release", "")
-	wantStatus(t, rec, http.StatusOK)
-	if got := decode[reservation](t, rec); got.Status != "REJECTED" {
+	rec := s.Do(t, nil, "POST", "/internal/v1/reservations/o1/release", "")
+	contracttest.WantStatus(t, rec, http.StatusOK)
+	if got := contracttest.Decode[reservation](t, rec); got.Status != "REJECTED" {
 		t.Errorf("release of a rejected reservation: got %+v, want it answered as REJECTED", got)
 	}
-	wantStatus(t, s.do(t, nil, "POST", "/internal/v1/reservations/o1/commit", ""), http.StatusConflict)
+	contracttest.WantStatus(t, s.Do(t, nil, "POST", "/internal/v1/reservations/o1/commit", ""), http.StatusConflict)
 }
 
 func TestReleaseUnknownLeavesTombstone(t *testing.T) {
 	s := newServer(t)
 	s.stock(t, "p1", 10)
-	rec := s.do(t, nil, "POST", "/internal/v1/reservations/o1/release", "")
-	wantStatus(t, rec, http.StatusOK)
-	if got, want := decode[reservation](t, rec), (reservation{OrderID: "o1", Status: "RELEASED", Items: []item{}}); !reflect.DeepEqual(got, want) {
+	rec := s.Do(t, nil, "POST", "/internal/v1/reservations/o1/release", "")
+	contracttest.WantStatus(t, rec, http.StatusOK)
+	if got, want := contracttest.Decode[reservation](t, rec), (reservation{OrderID: "o1", Status: "RELEASED", Items: []item{}}); !reflect.DeepEqual(got, want) {
 		t.Errorf("release of an unknown order: got %+v, want %+v", got, want)
 	}
-	rec = s.do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"p1","quantity":1}]}`)
-	wantStatus(t, rec, http.StatusConflict)
+	rec = s.Do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"p1","quantity":1}]}`)
+	contracttest.WantStatus(t, rec, http.StatusConflict)
 	if got := s.book(t, "p1"); got.Available != 10 || got.Reserved != 0 {
 		t.Errorf("late reserve held stock: got %+v", got)
 	}
@@ -517,12 +407,12 @@ func TestReserveRefusesBadInput(t *testing.T) {
 			s.stock(t, "p1", 2000)
 			req := httptest.NewRequest("POST", "/internal/v1/reservations", strings.NewReader(tt.body))
 			req.Header.Set("Content-Type", tt.contentType)
-			wantStatus(t, s.send(t, nil, req), tt.want)
+			contracttest.WantStatus(t, s.Send(t, nil, req), tt.want)
 			// Nothing was recorded, so a valid reserve for the order still succeeds.
 			if got := s.book(t, "p1"); got.Reserved != 0 {
 				t.Errorf("refused input reserved stock: %+v", got)
 			}
-			wantStatus(t, s.do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"p1","quantity":1}]}`), http.StatusCreated)
+			contracttest.WantStatus(t, s.Do(t, nil, "POST", "/internal/v1/reservations", `{"order_id":"o1","items":[{"product_id":"p1","quantity":1}]}`), http.StatusCreated)
 		})
 	}
 }
@@ -531,185 +421,49 @@ func TestCommitReleaseRefuseBadOrderID(t *testing.T) {
 	s := newServer(t)
 	long := strings.Repeat("o", 101)
 	for _, op := range []string{"commit", "release"} {
-		wantStatus(t, s.do(t, nil, "POST", "/internal/v1/reservations/"+long+"/"+op, ""), http.StatusUnprocessableEntity)
+		contracttest.WantStatus(t, s.Do(t, nil, "POST", "/internal/v1/reservations/"+long+"/"+op, ""), http.StatusUnprocessableEntity)
 	}
-	none := decode[page[reservation]](t, s.do(t, admin, "GET", "/api/v1/inventory/reservations", ""))
+	none := contracttest.Decode[page[reservation]](t, s.Do(t, admin, "GET", "/api/v1/inventory/reservations", ""))
 	if len(none.Items) != 0 {
 		t.Errorf("a refused release recorded a tombstone: %+v", none.Items)
 	}
 }
 
-func TestOpenAPI(t *testing.T) {
-	s := newServer(t)
-	rec := s.do(t, nil, "GET", "/openapi.yaml", "")
-	wantStatus(t, rec, http.StatusOK)
-	if !bytes.Equal(rec.Body.Bytes(), inventoryhttp.OpenAPI) {
-		t.Error("GET /openapi.yaml did not serve the embedded document")
-	}
-}
-
-// surface is the inventory's whole surface as the shop serves it: routes.go,
-// the dead-letter admin routes inbox.Mount adds, and the ops endpoints host
-// adds to every service.
-var surface = []string{
-	"GET /api/v1/admin/dlq",
-	"POST /api/v1/admin/dlq/{id}/replay",
-	"GET /api/v1/inventory",
-	"GET /api/v1/inventory/reservations",
-	"GET /api/v1/inventory/{product_id}",
-	"PUT /api/v1/inventory/{product_id}",
-	"POST /internal/v1/reservations",
-	"POST /internal/v1/reservations/{order_id}/commit",
-	"POST /internal/v1/reservations/{order_id}/release",
-	"GET /openapi.yaml",
-	"GET /healthz",
-	"GET /ready",
-	"GET /metrics",
-}
-
-// examplePath fills a route's path parameters.
-var examplePath = strings.NewReplacer("{product_id}", "p1", "{order_id}", "o1", "{id}", "x")
-
-// hosted serves mux as the shop does: behind host's middleware, which
-// verifies tokens with tokens, and with its ops endpoints, which mux holds
-// once Handler is called.
-func hosted(mux *http.ServeMux, tokens *auth.Signer) *host.Service {
-	return &host.Service{
-		Name:     "inventory",
-		Log:      slog.New(slog.DiscardHandler),
-		Routes:   mux,
-		Health:   web.NewHealth(),
-		Metrics:  web.NewMetrics("inventory"),
-		Verifier: auth.NewVerifier(tokens),
-	}
-}
-
-func newSigner(t *testing.T) *auth.Signer {
-	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return auth.NewSigner(key, time.Hour)
+// service is the inventory as the contract checks see it. Its surface is
+// routes.go, the dead-letter admin routes inbox.Mount adds, and the ops
+// endpoints host adds to every service.
+var service = contracttest.Service{
+	Name:    "inventory",
+	OpenAPI: inventoryhttp.OpenAPI,
+	Routes:  routes,
+	Surface: []string{
+		"GET /api/v1/admin/dlq",
+		"POST /api/v1/admin/dlq/{id}/replay",
+		"GET /api/v1/inventory",
+		"GET /api/v1/inventory/reservations",
+		"GET /api/v1/inventory/{product_id}",
+		"PUT /api/v1/inventory/{product_id}",
+		"POST /internal/v1/reservations",
+		"POST /internal/v1/reservations/{order_id}/commit",
+		"POST /internal/v1/reservations/{order_id}/release",
+		"GET /openapi.yaml",
+		"GET /healthz",
+		"GET /ready",
+		"GET /metrics",
+	},
+	Authorized: contracttest.Get{Role: auth.RoleAdmin, Path: "/api/v1/inventory"},
+	Closed:     []string{"StockChange", "ReserveRequest", "ItemRequest"},
 }
 
 // TestOpenAPIDescribesExactlyTheRoutes keeps the document and the routes in
 // step: every route is documented, nothing else is, and exactly the
 // internal ones are tagged "internal".
-func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) {
-	loadContract(t) // the document is valid
-	doc, err := openapi3.NewLoader().LoadFromData(inventoryhttp.OpenAPI)
-	if err != nil {
-		t.Fatalf("loading openapi.yaml: %v", err)
-	}
-	if doc.OpenAPI != "3.0.3" {
-		t.Errorf("openapi version: got %q, want 3.0.3", doc.OpenAPI)
-	}
-	var documented []string
-	for path, pathItem := range doc.Paths.Map() {
-		for method, op := range pathItem.Operations() {
-			route := method + " " + path
-			documented = append(documented, route)
-			internal := strings.HasPrefix(path, "/internal/")
-			if slices.Contains(op.Tags, "internal") != internal {
-				t.Errorf("%s: tags %v, want the internal tag exactly when the path is internal", route, op.Tags)
-			}
-		}
-	}
-	want := slices.Clone(surface)
-	slices.Sort(documented)
-	slices.Sort(want)
-	if !slices.Equal(documented, want) {
-		t.Errorf("documented operations:\n got %v\nwant %v", documented, want)
-	}
-	mux := routes(t)
-	hosted(mux, newSigner(t)).Handler()
-	for _, route := range surface {
-		method, path, _ := strings.Cut(route, " ")
-		if _, pattern := mux.Handler(httptest.NewRequest(method, examplePath.Replace(path), nil)); pattern != route {
-			t.Errorf("%s: routed to pattern %q, want %q", route, pattern, route)
-		}
-	}
-	for _, name := range []string{"StockChange", "ReserveRequest", "ItemRequest"} {
-		if ap := doc.Components.Schemas[name].Value.AdditionalProperties.Has; ap == nil || *ap {
-			t.Errorf("schema %s: additionalProperties must be false", name)
-		}
-	}
-}
+func TestOpenAPIDescribesExactlyTheRoutes(t *testing.T) { service.CheckDocumented(t) }
 
 // TestServedAsTheShopServesIt checks, against the document, what only the
-// shop's middleware adds: health, readiness and metrics, and the 401 that a
-// bad Authorization header gets on every route, public and internal ones
-// included.
-func TestServedAsTheShopServesIt(t *testing.T) {
-	tokens := newSigner(t)
-	h := hosted(routes(t), tokens)
-	h.Health.SetReady(true)
-	s := &server{mux: h.Handler(), doc: loadContract(t)}
-	send := func(method, path, authorization string) *httptest.ResponseRecorder {
-		t.Helper()
-		req := httptest.NewRequest(method, path, nil)
-		if authorization != "" {
-			req.Header.Set("Authorization", authorization)
-		}
-		return s.send(t, nil, req)
-	}
-	wantCode := func(rec *httptest.ResponseRecorder, route string, want int) {
-		t.Helper()
-		if rec.Code != want {
-			t.Errorf("%s: got %d, want %d; body %s", route, rec.Code, want, rec.Body)
-		}
-	}
-
-	for _, path := range []string{"/healthz", "/ready", "/metrics", "/openapi.yaml"} {
-		wantCode(send("GET", path, ""), path, http.StatusOK)
-	}
-	admin, _, err := tokens.Sign("admin-1", auth.RoleAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantCode(send("GET", "/api/v1/inventory", "Bearer "+admin), "a valid token", http.StatusOK)
-	for _, route := range surface {
-		method, path, _ := strings.Cut(route, " ")
-		for _, bad := range []string{"Bearer not-a-token", "Basic YTpi"} {
-			wantStatus(t, send(method, examplePath.Replace(path), bad), http.StatusUnauthorized)
-		}
-	}
-
-	h.Health.Add("db", func(context.Context) error { return errors.New("disk on fire") })
-	wantCode(send("GET", "/healthz", ""), "/healthz with a check down", http.StatusServiceUnavailable)
-	h.Health.SetReady(false)
-	wantCode(send("GET", "/ready", ""), "/ready while draining", http.StatusServiceUnavailable)
-}
+// shop's middleware adds, and the document served as embedded.
+func TestServedAsTheShopServesIt(t *testing.T) { service.CheckHosted(t) }
 
 // TestDeadLetterRoutes checks the dead-letter admin routes the shop mounts
-// on the inventory's mux, through host's middleware with real tokens and
-// against the document: an admin lists an empty page, a customer is
-// refused, and replaying a letter that does not exist is a 404.
-func TestDeadLetterRoutes(t *testing.T) {
-	tokens := newSigner(t)
-	s := &server{mux: hosted(routes(t), tokens).Handler(), doc: loadContract(t)}
-	bearer := func(subject, role string) string {
-		t.Helper()
-		token, _, err := tokens.Sign(subject, role)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "Bearer " + token
-	}
-	asAdmin, asCustomer := bearer("admin-1", auth.RoleAdmin), bearer("user-1", auth.RoleCustomer)
-	send := func(method, path, authorization string) *httptest.ResponseRecorder {
-		t.Helper()
-		req := httptest.NewRequest(method, path, nil)
-		req.Header.Set("Authorization", authorization)
-		return s.send(t, nil, req)
-	}
-
-	rec := send("GET", "/api/v1/admin/dlq", asAdmin)
-	wantStatus(t, rec, http.StatusOK)
-	if body := strings.TrimSpace(rec.Body.String()); body != `{"items":[],"next":""}` {
-		t.Errorf("empty dead-letter listing: got %s, want {\"items\":[],\"next\":\"\"}", body)
-	}
-	wantStatus(t, send("GET", "/api/v1/admin/dlq", asCustomer), http.StatusForbidden)
-	wantStatus(t, send("POST", "/api/v1/admin/dlq/no-such-letter/replay", asAdmin), http.StatusNotFound)
-}
+// on the inventory's mux.
+func TestDeadLetterRoutes(t *testing.T) { service.CheckDeadLetters(t) }

@@ -3,7 +3,6 @@ package orderdb
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,22 +14,12 @@ import (
 	"github.com/microshop/microshop/internal/orders"
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 func open(t *testing.T) (*Store, *sqldb.DB) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "orders.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := sqldbtest.OpenMessaging(t, "orders", Migrations)
 	return New(db), db
 }
 

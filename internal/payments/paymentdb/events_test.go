@@ -2,10 +2,8 @@ package paymentdb_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io/fs"
-	"path/filepath"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -15,30 +13,15 @@ import (
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // outboxIDs returns the ids of the events in db's outbox, oldest first.
 func outboxIDs(t *testing.T, db *sqldb.DB) []string {
 	t.Helper()
-	rows, err := db.QueryContext(context.Background(), `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatalf("reading the outbox: %v", err)
-	}
-	defer rows.Close()
 	ids := []string{}
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			t.Fatal(err)
-		}
-		var e event.Event
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			t.Fatalf("reading an outbox envelope: %v", err)
-		}
+	for _, e := range sqldbtest.Outbox(t, db) {
 		ids = append(ids, e.ID)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return ids
 }
@@ -215,11 +198,7 @@ func TestCardsMigrationKeepsThePayments(t *testing.T) {
 	// A database made before cards existed keeps its payments when the
 	// payments table is rebuilt to allow unknown-card declines.
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "payments.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := sqldbtest.Open(t, "payments")
 	const first = "migrations/sqlite/00001_payments.sql"
 	body, err := fs.ReadFile(paymentdb.Migrations, first)
 	if err != nil {

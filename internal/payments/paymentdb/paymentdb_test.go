@@ -2,7 +2,6 @@ package paymentdb_test
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -10,26 +9,15 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/microshop/microshop/internal/fail"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 func openDB(t *testing.T) *sqldb.DB {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "payments.db"))
-	if err != nil {
-		t.Fatalf("opening db: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(context.Background(), paymentdb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(context.Background(), db); err != nil {
-		t.Fatalf("migrating the outbox: %v", err)
-	}
-	return db
+	return sqldbtest.OpenMessaging(t, "payments", paymentdb.Migrations)
 }
 
 func payment(order, user string, status payments.Status) payments.Payment {

@@ -2,8 +2,6 @@ package paymentevents_test
 
 import (
 	"context"
-	"encoding/json"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,16 +9,16 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/bus"
-	"github.com/microshop/microshop/internal/bus/natsbus"
+	"github.com/microshop/microshop/internal/bus/natsbus/natsbustest"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/inbox"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/payments/paymentevents"
 	"github.com/microshop/microshop/internal/payments/simprovider"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // countingProvider counts the charges that reach the provider.
@@ -46,17 +44,7 @@ type service struct {
 func newService(t *testing.T) *service {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "payments.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, paymentdb.Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := sqldbtest.OpenMessaging(t, "payments", paymentdb.Migrations)
 	s := &service{db: db, in: inbox.New(db, "", nil), provider: &countingProvider{next: simprovider.New()}}
 	s.svc = payments.NewService(paymentdb.New(db), s.provider)
 	card, err := s.svc.Tokenize(ctx, "4242424242424242")
@@ -103,25 +91,9 @@ func (s *service) status(t *testing.T, order string) payments.Status {
 // published returns "Type order_id" of every event in the outbox, oldest first.
 func (s *service) published(t *testing.T) []string {
 	t.Helper()
-	rows, err := s.db.QueryContext(context.Background(), `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	out := []string{}
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			t.Fatal(err)
-		}
-		var e event.Event
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range sqldbtest.Outbox(t, s.db) {
 		out = append(out, e.Type+" "+e.Key)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
@@ -388,16 +360,7 @@ func (a anyTopic) Subscribe(ctx context.Context, sub bus.Subscription, h bus.Han
 
 func TestConsumeOnTheEmbeddedBroker(t *testing.T) {
 	ctx := context.Background()
-	srv, err := natsbus.Embedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	b, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{Name: "paymentevents-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := natsbustest.Embedded(t, "paymentevents-test")
 
 	s := newService(t)
 	c := newCheckout(t, s.good)

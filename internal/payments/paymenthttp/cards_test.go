@@ -1,66 +1,27 @@
 package paymenthttp_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/microshop/microshop/internal/event"
-	"github.com/microshop/microshop/internal/outbox"
+	"github.com/microshop/microshop/internal/contract/contracttest"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/payments/paymenthttp"
 	"github.com/microshop/microshop/internal/payments/simprovider"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 // newRoutesOn returns the routes over a fresh database, and the database,
 // so that a test can read what the service published.
 func newRoutesOn(t *testing.T) (http.Handler, *sqldb.DB) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "payments.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, paymentdb.Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := newDB(t)
 	return paymenthttp.Routes(payments.NewService(paymentdb.New(db), simprovider.New())), db
-}
-
-// publishedEvents returns the events in db's outbox, oldest first.
-func publishedEvents(t *testing.T, db *sqldb.DB) []event.Event {
-	t.Helper()
-	rows, err := db.QueryContext(context.Background(), `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []event.Event
-	for rows.Next() {
-		var raw string
-		if err := rows.Scan(&raw); err != nil {
-			t.Fatal(err)
-		}
-		var e event.Event
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func tokenChargeBody(order string, amount int, token string) string {
@@ -71,53 +32,53 @@ func tokenChargeBody(order string, amount int, token string) string {
 func TestTokenize(t *testing.T) {
 	routes, _ := newRoutesOn(t)
 	first := do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"4242 4242 4242 4242"}`)
-	if first.status != http.StatusCreated {
-		t.Fatalf("status = %d, want 201; body %s", first.status, first.raw)
+	if first.Status != http.StatusCreated {
+		t.Fatalf("status = %d, want 201; body %s", first.Status, first.Raw)
 	}
-	if k := keys(first.body); !slices.Equal(k, []string{"card_token", "last4"}) {
+	if k := contracttest.Keys(first.Body); !slices.Equal(k, []string{"card_token", "last4"}) {
 		t.Errorf("keys = %v, want [card_token last4]", k)
 	}
-	token, _ := first.body["card_token"].(string)
-	if token == "" || first.body["last4"] != "4242" || strings.Contains(first.raw, "4242424242424242") {
-		t.Errorf("answer %s, want a token and last4 4242, never the number", first.raw)
+	token, _ := first.Body["card_token"].(string)
+	if token == "" || first.Body["last4"] != "4242" || strings.Contains(first.Raw, "4242424242424242") {
+		t.Errorf("answer %s, want a token and last4 4242, never the number", first.Raw)
 	}
 	second := do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"4242424242424242"}`)
-	if second.status != http.StatusCreated || second.body["card_token"] == token {
-		t.Errorf("second tokenization = %d %v, want 201 and a new token", second.status, second.body)
+	if second.Status != http.StatusCreated || second.Body["card_token"] == token {
+		t.Errorf("second tokenization = %d %v, want 201 and a new token", second.Status, second.Body)
 	}
 
-	wantProblem(t, do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"4242424242424241"}`), http.StatusUnprocessableEntity, "card number is not valid")
-	wantProblem(t, do(t, routes, nil, "POST", "/internal/v1/cards", `{}`), http.StatusUnprocessableEntity, "card number is not valid")
-	wantProblem(t, do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"4242424242424242","cvv":"123"}`), http.StatusBadRequest, "unknown field")
-	wantProblem(t, do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":`), http.StatusBadRequest, "")
+	contracttest.WantProblem(t, do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"4242424242424241"}`), http.StatusUnprocessableEntity, "card number is not valid")
+	contracttest.WantProblem(t, do(t, routes, nil, "POST", "/internal/v1/cards", `{}`), http.StatusUnprocessableEntity, "card number is not valid")
+	contracttest.WantProblem(t, do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"4242424242424242","cvv":"123"}`), http.StatusBadRequest, "unknown field")
+	contracttest.WantProblem(t, do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":`), http.StatusBadRequest, "")
 }
 
 func TestChargeByToken(t *testing.T) {
 	routes, db := newRoutesOn(t)
-	good := do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"4242424242424242"}`).body["card_token"].(string)
-	declined := do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"`+simprovider.DeclinedCard+`"}`).body["card_token"].(string)
+	good := do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"4242424242424242"}`).Body["card_token"].(string)
+	declined := do(t, routes, nil, "POST", "/internal/v1/cards", `{"card":"`+simprovider.DeclinedCard+`"}`).Body["card_token"].(string)
 
 	paid := do(t, routes, nil, "POST", "/internal/v1/charges", tokenChargeBody("order-1", 2500, good))
-	if paid.status != http.StatusCreated || paid.body["status"] != "CAPTURED" {
-		t.Errorf("charge by a good token = %d %v, want 201 CAPTURED", paid.status, paid.body)
+	if paid.Status != http.StatusCreated || paid.Body["status"] != "CAPTURED" {
+		t.Errorf("charge by a good token = %d %v, want 201 CAPTURED", paid.Status, paid.Body)
 	}
 	refused := do(t, routes, nil, "POST", "/internal/v1/charges", tokenChargeBody("order-2", 2500, declined))
-	if refused.status != http.StatusCreated || refused.body["status"] != "DECLINED" || refused.body["decline_reason"] != simprovider.ReasonDeclined {
-		t.Errorf("charge by a declined card's token = %d %v, want 201 DECLINED %s", refused.status, refused.body, simprovider.ReasonDeclined)
+	if refused.Status != http.StatusCreated || refused.Body["status"] != "DECLINED" || refused.Body["decline_reason"] != simprovider.ReasonDeclined {
+		t.Errorf("charge by a declined card's token = %d %v, want 201 DECLINED %s", refused.Status, refused.Body, simprovider.ReasonDeclined)
 	}
 	unknown := do(t, routes, nil, "POST", "/internal/v1/charges", tokenChargeBody("order-3", 2500, "card_forged"))
-	if unknown.status != http.StatusCreated || unknown.body["status"] != "DECLINED" || unknown.body["decline_reason"] != payments.ReasonUnknownCard {
-		t.Errorf("charge by an unknown token = %d %v, want 201 DECLINED %q", unknown.status, unknown.body, payments.ReasonUnknownCard)
+	if unknown.Status != http.StatusCreated || unknown.Body["status"] != "DECLINED" || unknown.Body["decline_reason"] != payments.ReasonUnknownCard {
+		t.Errorf("charge by an unknown token = %d %v, want 201 DECLINED %q", unknown.Status, unknown.Body, payments.ReasonUnknownCard)
 	}
 	both := `{"order_id":"order-4","user_id":"user-1","amount_cents":100,"currency":"USD","card":"4242424242424242","card_token":"` + good + `"}`
-	wantProblem(t, do(t, routes, nil, "POST", "/internal/v1/charges", both), http.StatusUnprocessableEntity, "either card or card_token")
+	contracttest.WantProblem(t, do(t, routes, nil, "POST", "/internal/v1/charges", both), http.StatusUnprocessableEntity, "either card or card_token")
 	neither := `{"order_id":"order-4","user_id":"user-1","amount_cents":100,"currency":"USD"}`
-	wantProblem(t, do(t, routes, nil, "POST", "/internal/v1/charges", neither), http.StatusUnprocessableEntity, "card")
+	contracttest.WantProblem(t, do(t, routes, nil, "POST", "/internal/v1/charges", neither), http.StatusUnprocessableEntity, "card")
 
 	// Each charge published its outcome, as the orchestrator's; the
 	// refused requests published nothing.
 	var got []string
-	for _, e := range publishedEvents(t, db) {
+	for _, e := range sqldbtest.Outbox(t, db) {
 		var p struct {
 			OrderID string `json:"order_id"`
 			Saga    string `json:"saga"`
@@ -140,11 +101,11 @@ func TestChargeByToken(t *testing.T) {
 func TestRefundPublishesWhatItLeft(t *testing.T) {
 	routes, db := newRoutesOn(t)
 	do(t, routes, nil, "POST", "/internal/v1/charges", chargeBody("order-1", "user-1", 100, "4242424242424242"))
-	before := len(publishedEvents(t, db))
+	before := len(sqldbtest.Outbox(t, db))
 	for range 2 {
 		do(t, routes, nil, "POST", "/internal/v1/charges/order-1/refund", "")
 	}
-	events := publishedEvents(t, db)[before:]
+	events := sqldbtest.Outbox(t, db)[before:]
 	if len(events) != 2 {
 		t.Fatalf("published %d events for two refunds, want 2 (a repeat answers again)", len(events))
 	}

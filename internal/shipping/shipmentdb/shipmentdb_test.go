@@ -2,7 +2,6 @@ package shipmentdb_test
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -10,28 +9,17 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/microshop/microshop/internal/fail"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
 var home = shipping.Address{Name: "Ada Lovelace", Line1: "12 St James's Square", City: "London", PostalCode: "SW1Y 4JH", Country: "GB"}
 
 func openDB(t *testing.T) *sqldb.DB {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "shipping.db"))
-	if err != nil {
-		t.Fatalf("opening db: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(context.Background(), shipmentdb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(context.Background(), db); err != nil {
-		t.Fatalf("migrating messaging tables: %v", err)
-	}
-	return db
+	return sqldbtest.OpenMessaging(t, "shipping", shipmentdb.Migrations)
 }
 
 func shipment(order, user string) shipping.Shipment {

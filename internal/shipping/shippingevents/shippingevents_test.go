@@ -2,64 +2,29 @@ package shippingevents_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"path/filepath"
 	"reflect"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/microshop/microshop/internal/bus"
+	"github.com/microshop/microshop/internal/bus/bustest"
 	"github.com/microshop/microshop/internal/bus/natsbus"
+	"github.com/microshop/microshop/internal/bus/natsbus/natsbustest"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/inbox"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
 	"github.com/microshop/microshop/internal/shipping/shippingevents"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
-// tripled is a bus.Subscriber that hands every delivery to the handler three
-// times at once, as a broker redelivering and a relay republishing might,
-// and counts the handler calls that have returned, by event id.
-type tripled struct {
-	bus.Subscriber
-	ready chan struct{}
-
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (s *tripled) Subscribe(ctx context.Context, sub bus.Subscription, h bus.Handler) error {
-	sub.Ready = func() { close(s.ready) }
-	return s.Subscriber.Subscribe(ctx, sub, func(ctx context.Context, d bus.Delivery) error {
-		errs := make([]error, 3)
-		var wg sync.WaitGroup
-		for i := range errs {
-			wg.Go(func() { errs[i] = h(ctx, d) })
-		}
-		wg.Wait()
-		s.mu.Lock()
-		s.calls[d.Event.ID] += len(errs)
-		s.mu.Unlock()
-		return errors.Join(errs...)
-	})
-}
-
-func (s *tripled) handled(id string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[id]
-}
-
-// world is shipping consuming from an embedded JetStream.
+// world is shipping consuming from an embedded JetStream through a
+// bustest.Thrice, which hands it every event three times at once.
 type world struct {
 	t   *testing.T
 	ctx context.Context
 	bus *natsbus.Bus
-	sub *tripled
+	sub *bustest.Thrice
 	db  *sqldb.DB
 	in  *inbox.Inbox
 	svc *shipping.Service
@@ -67,109 +32,34 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "shipping.db"))
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, shipmentdb.Migrations); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrating messaging tables: %v", err)
-	}
-	srv, err := natsbus.Embedded(ctx, t.TempDir(), "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatalf("starting the broker: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	b, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{Name: "shipping-test"})
-	if err != nil {
-		t.Fatalf("connecting to the broker: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-
+	db := sqldbtest.OpenMessaging(t, "shipping", shipmentdb.Migrations)
+	b := natsbustest.Embedded(t, "shipping-test")
 	w := &world{
-		t: t, ctx: ctx, bus: b, db: db, in: inbox.New(db, "", nil),
-		sub: &tripled{Subscriber: b, ready: make(chan struct{}), calls: map[string]int{}},
+		t: t, ctx: context.Background(), bus: b, db: db, in: inbox.New(db, "", nil),
+		sub: bustest.NewThrice(b),
 		svc: shipping.NewService(shipmentdb.New(db)),
 	}
-	cctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- shippingevents.Consume(cctx, w.sub, w.in, w.svc, nil) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Consume: got %v, want nil once its context ends", err)
-		}
+	w.sub.Consume(t, func(ctx context.Context, sub bus.Subscriber) error {
+		return shippingevents.Consume(ctx, sub, w.in, w.svc, nil)
 	})
-	select {
-	case <-w.sub.ready:
-	case err := <-done:
-		t.Fatalf("Consume ended before subscribing: %v", err)
-	}
 	return w
 }
 
 // publish sends an event from another service and returns it.
 func (w *world) publish(source, topic, typ, orderID string, payload any) event.Event {
 	w.t.Helper()
-	e, err := event.New(source, topic, typ, 1, orderID, payload)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	if err := w.bus.Publish(w.ctx, e); err != nil {
-		w.t.Fatalf("publishing %s: %v", typ, err)
-	}
-	return e
-}
-
-// waitHandled waits until every delivery of events has been handled three
-// times.
-func (w *world) waitHandled(events ...event.Event) {
-	w.t.Helper()
-	for _, e := range events {
-		w.waitFor(e.Type+" handled three times", func() bool { return w.sub.handled(e.ID) >= 3 })
-	}
-}
-
-func (w *world) waitFor(what string, ok func() bool) {
-	w.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("gave up waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return bustest.Publish(w.t, w.bus, source, topic, typ, orderID, payload)
 }
 
 // announced returns the types of the events shipping put in its outbox
 // about orderID, oldest first.
 func (w *world) announced(orderID string) []string {
 	w.t.Helper()
-	rows, err := w.db.QueryContext(w.ctx, `SELECT envelope FROM outbox ORDER BY seq`)
-	if err != nil {
-		w.t.Fatalf("reading the outbox: %v", err)
-	}
-	defer rows.Close()
 	var out []string
-	for rows.Next() {
-		var raw string
-		var e event.Event
-		if err := rows.Scan(&raw); err != nil {
-			w.t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			w.t.Fatal(err)
-		}
+	for _, e := range sqldbtest.Outbox(w.t, w.db) {
 		if e.Key == orderID {
 			out = append(out, e.Type)
 		}
-	}
-	if err := rows.Err(); err != nil {
-		w.t.Fatal(err)
 	}
 	return out
 }
@@ -212,7 +102,7 @@ func TestParallelSchedulesOnceWhateverTheOrder(t *testing.T) {
 	reserved := w.publish("inventory", shippingevents.TopicItemsReserved, "ItemsReserved", "o1",
 		map[string]any{"order_id": "o1", "items": []map[string]any{{"product_id": "p1", "quantity": 2}}, "saga": "parallel"})
 	created := w.publish("orders", shippingevents.TopicOrderCreated, "OrderCreated", "o1", orderCreated("o1", "parallel"))
-	w.waitHandled(paid, reserved, created)
+	w.sub.WaitHandled(t, paid, reserved, created)
 	sh := w.wantShipment("o1", shipping.StatusScheduled)
 	if sh.UserID != "u1" || sh.Address.City != "London" {
 		t.Errorf("shipment: got %+v, want it for u1 to London", sh)
@@ -221,7 +111,7 @@ func TestParallelSchedulesOnceWhateverTheOrder(t *testing.T) {
 
 	cancelled := w.publish("orders", shippingevents.TopicOrderCancelled, "OrderCancelled", "o1",
 		map[string]any{"order_id": "o1", "user_id": "u1", "saga": "parallel", "reason": "changed my mind"})
-	w.waitHandled(cancelled)
+	w.sub.WaitHandled(t, cancelled)
 	w.wantShipment("o1", shipping.StatusCancelled)
 	w.wantAnnounced("o1", "DeliveryScheduled", "ShipmentCancelled")
 }
@@ -231,7 +121,7 @@ func TestChoreographyDoesNotWaitForThePayment(t *testing.T) {
 	reserved := w.publish("inventory", shippingevents.TopicItemsReserved, "ItemsReserved", "o1",
 		map[string]any{"order_id": "o1", "saga": "choreography"})
 	created := w.publish("orders", shippingevents.TopicOrderCreated, "OrderCreated", "o1", orderCreated("o1", "choreography"))
-	w.waitHandled(reserved, created)
+	w.sub.WaitHandled(t, reserved, created)
 	w.wantShipment("o1", shipping.StatusScheduled)
 	w.wantAnnounced("o1", "DeliveryScheduled")
 }
@@ -240,17 +130,17 @@ func TestCommandsAreAnsweredEveryTime(t *testing.T) {
 	w := newWorld(t)
 	schedule := map[string]any{"order_id": "o1", "user_id": "u1", "shipping_address": address, "saga": "orchestration"}
 	first := w.publish("orders", shippingevents.TopicCommandSchedule, "ScheduleDelivery", "o1", schedule)
-	w.waitHandled(first)
+	w.sub.WaitHandled(t, first)
 	again := w.publish("orders", shippingevents.TopicCommandSchedule, "ScheduleDelivery", "o1", schedule)
-	w.waitHandled(again)
+	w.sub.WaitHandled(t, again)
 	scheduled := w.wantShipment("o1", shipping.StatusScheduled)
 	w.wantAnnounced("o1", "DeliveryScheduled", "DeliveryScheduled")
 
 	cancel := w.publish("orders", shippingevents.TopicCommandCancel, "CancelShipment", "o1",
 		map[string]any{"order_id": "o1", "saga": "orchestration"})
-	w.waitHandled(cancel)
+	w.sub.WaitHandled(t, cancel)
 	late := w.publish("orders", shippingevents.TopicCommandSchedule, "ScheduleDelivery", "o1", schedule)
-	w.waitHandled(late)
+	w.sub.WaitHandled(t, late)
 	if sh := w.wantShipment("o1", shipping.StatusCancelled); sh.ID != scheduled.ID {
 		t.Errorf("shipment after the cancel: got %s, want the one scheduled, %s", sh.ID, scheduled.ID)
 	}
@@ -260,7 +150,7 @@ func TestCommandsAreAnsweredEveryTime(t *testing.T) {
 	ignored := w.publish("orders", shippingevents.TopicOrderCreated, "OrderCreated", "o2", orderCreated("o2", "orchestration"))
 	reserved := w.publish("inventory", shippingevents.TopicItemsReserved, "ItemsReserved", "o2",
 		map[string]any{"order_id": "o2", "saga": "orchestration"})
-	w.waitHandled(ignored, reserved)
+	w.sub.WaitHandled(t, ignored, reserved)
 	w.wantAnnounced("o2")
 }
 
@@ -270,7 +160,7 @@ func TestPoisonEndsInTheDeadLetters(t *testing.T) {
 	poison := w.publish("orders", shippingevents.TopicCommandSchedule, "ScheduleDelivery", "o1",
 		map[string]any{"order_id": "o1", "user_id": "u1", "shipping_address": bad, "saga": "orchestration"})
 	var letters []inbox.DeadLetter
-	w.waitFor("the poison event dead-lettered", func() bool {
+	bustest.WaitFor(t, "the poison event dead-lettered", func() bool {
 		var err error
 		letters, _, err = w.in.List(w.ctx, "", 10)
 		if err != nil {

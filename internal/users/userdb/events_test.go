@@ -3,7 +3,6 @@ package userdb_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,8 +10,8 @@ import (
 
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
-	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
 )
@@ -20,19 +19,7 @@ import (
 // openWithOutbox opens a users database with the messaging tables too.
 func openWithOutbox(t *testing.T) *sqldb.DB {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "users.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, userdb.Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return sqldbtest.OpenMessaging(t, "users", userdb.Migrations)
 }
 
 func account(email string) users.User {
@@ -107,14 +94,7 @@ func TestCreateWithAnEventNeedsTheOutbox(t *testing.T) {
 	// Without the messaging tables an event cannot be stored, and then the
 	// user is not created either: no account goes unannounced.
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "users.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, userdb.Migrations); err != nil {
-		t.Fatal(err)
-	}
+	db := sqldbtest.Open(t, "users", userdb.Migrations)
 	store := userdb.New(db)
 	ada := account("ada@example.com")
 	if err := store.Create(ctx, ada, announce(t, ada)); err == nil {

@@ -2,7 +2,6 @@ package userdb_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,21 +9,14 @@ import (
 
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
 )
 
 func openDB(t *testing.T) *sqldb.DB {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "users.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(context.Background(), userdb.Migrations); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	return db
+	return sqldbtest.Open(t, "users", userdb.Migrations)
 }
 
 func newUser(email string) users.User {

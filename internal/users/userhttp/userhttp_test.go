@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,8 +18,7 @@ import (
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/host"
-	"github.com/microshop/microshop/internal/outbox"
-	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
 	"github.com/microshop/microshop/internal/users/userhttp"
@@ -36,18 +34,7 @@ type api struct {
 
 func newAPI(t *testing.T) api {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "users.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx, userdb.Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.Migrate(ctx, db); err != nil { // UserCreated is written with every new user
-		t.Fatal(err)
-	}
+	db := sqldbtest.OpenMessaging(t, "users", userdb.Migrations) // UserCreated is written with every new user
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
