@@ -2,7 +2,6 @@ package orders
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
@@ -59,7 +58,6 @@ func (s *Service) Observe(ctx context.Context, obs Observation) error {
 			return err
 		}
 		events = append(events, ended)
-		slog.Default().Debug("order ended", slog.String("order_id", o.ID), slog.String("status", string(t.Final)))
 	}
 	if err := s.store.Advance(ctx, Guard{Expect: &sg}, t, []StepRecord{rec}, events); err != nil {
 		return err
