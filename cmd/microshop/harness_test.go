@@ -86,6 +86,10 @@ func start(t testing.TB, dataDir string, env []string, args ...string) *proc {
 		"MICROSHOP_ADDR=127.0.0.1:0",
 		"MICROSHOP_REGISTRY_ADDR=127.0.0.1:0",
 		"MICROSHOP_BROKER_ADDR=127.0.0.1:0",
+		// The tests drive load through a handful of clients: rate limits
+		// are tested on their own (TestGatewayLimits), not here.
+		"MICROSHOP_RATE_LIMIT_RPS=100000",
+		"MICROSHOP_RATE_LIMIT_BURST=100000",
 		"MICROSHOP_DATA_DIR="+dataDir,
 		"MICROSHOP_ADMIN_EMAIL="+adminEmail,
 		"MICROSHOP_ADMIN_PASSWORD="+adminPassword,

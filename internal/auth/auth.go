@@ -1,6 +1,24 @@
-// Package auth issues and verifies microshop's access tokens: EdDSA-signed
-// JWTs whose algorithm, issuer, audience and expiry are all checked, with
-// public keys published and found by kid through a JWKS document.
+// Package auth issues and verifies microshop's tokens: EdDSA-signed JWTs
+// whose algorithm, issuer, audience, expiry and key id are all checked.
+//
+// There are two kinds. Access tokens speak for a user: the users service
+// signs them with a key ring whose public keys every other service finds by
+// kid in a JWKS document, so the ring rotates without a failed request (the
+// next key is published before it signs, a retired one until the last token
+// it signed expires). Service tokens speak for a service calling another's
+// internal endpoints: each service signs its own, short-lived, with the
+// shop-wide service key, for a distinct audience, so neither kind passes
+// where the other is asked for.
+//
+// The trade-off of one shared service key: every service holds the private
+// key, so a compromised service can mint a token naming any other service,
+// and the key's holder set is the whole shop. Per-service keys (each callee
+// trusting a list of callers' public keys) or mTLS with a certificate per
+// service would confine a compromise to one identity; they cost a key or
+// certificate per service to issue, distribute and rotate. The shared key
+// still stops what it is meant to stop: a caller from outside the shop, a
+// user's token, and anything reaching an internal endpoint around the
+// gateway without the key.
 package auth
 
 import (
@@ -20,22 +38,25 @@ import (
 	"github.com/microshop/microshop/internal/fail"
 )
 
-// Token defaults shared by the signer and every verifier.
+// Access tokens' claims, shared by the users service's signer and every
+// verifier.
 const (
 	Issuer        = "microshop-users"
 	Audience      = "microshop"
 	MaxTokenBytes = 4096 // a longer bearer token is refused before it is parsed
 )
 
-// Roles a principal can have.
+// Roles a principal can have. Customers and admins are users, with access
+// tokens; a service, with a service token, is never a user.
 const (
 	RoleCustomer = "customer"
 	RoleAdmin    = "admin"
+	RoleService  = "service"
 )
 
 // Principal is who a verified token speaks for.
 type Principal struct {
-	Subject string // the user id
+	Subject string // the user id, or a service's name
 	Role    string
 }
 
@@ -44,7 +65,7 @@ func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
 
 // CanAccess reports whether the principal may act on a resource owned by ownerID.
 func (p Principal) CanAccess(ownerID string) bool {
-	return p.IsAdmin() || (p.Subject != "" && p.Subject == ownerID)
+	return p.IsAdmin() || (p.Role != RoleService && p.Subject != "" && p.Subject == ownerID)
 }
 
 type claims struct {
@@ -52,54 +73,30 @@ type claims struct {
 	Role string `json:"role"`
 }
 
-// Signer issues access tokens with one Ed25519 key.
-type Signer struct {
-	key ed25519.PrivateKey
-	kid string
-	ttl time.Duration
-	now func() time.Time
-}
-
-// NewSigner returns a signer that issues tokens valid for ttl.
-func NewSigner(key ed25519.PrivateKey, ttl time.Duration) *Signer {
-	pub := key.Public().(ed25519.PublicKey)
-	return &Signer{key: key, kid: Thumbprint(pub), ttl: ttl, now: time.Now}
-}
-
-// Sign returns a token for subject with role, and its lifetime.
-func (s *Signer) Sign(subject, role string) (string, time.Duration, error) {
-	now := s.now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims{
+// newClaims are the claims of a token for subject with role, issued now.
+func newClaims(issuer, audience, subject, role string, now time.Time, ttl time.Duration) claims {
+	return claims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    Issuer,
+			Issuer:    issuer,
 			Subject:   subject,
-			Audience:  jwt.ClaimStrings{Audience},
+			Audience:  jwt.ClaimStrings{audience},
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(s.ttl)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
 		Role: role,
-	})
-	tok.Header["kid"] = s.kid
-	signed, err := tok.SignedString(s.key)
+	}
+}
+
+// sign serializes c signed with key, naming the key by kid.
+func sign(c claims, key ed25519.PrivateKey, kid string) (string, error) {
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	tok.Header["kid"] = kid
+	signed, err := tok.SignedString(key)
 	if err != nil {
-		return "", 0, fmt.Errorf("signing token: %w", err)
+		return "", fmt.Errorf("signing token: %w", err)
 	}
-	return signed, s.ttl, nil
-}
-
-// JWKS returns the public key set that verifies this signer's tokens.
-func (s *Signer) JWKS() JWKS {
-	return JWKS{Keys: []JWK{PublicJWK(s.key.Public().(ed25519.PublicKey))}}
-}
-
-// Key implements KeySource for the signer's own key, so the users service
-// verifies tokens without a network round trip.
-func (s *Signer) Key(_ context.Context, kid string) (ed25519.PublicKey, error) {
-	if kid != s.kid {
-		return nil, fail.New(fail.Unauthenticated, "unknown signing key")
-	}
-	return s.key.Public().(ed25519.PublicKey), nil
+	return signed, nil
 }
 
 // JWK is one public key in a JWKS (RFC 8037 OKP / Ed25519).
@@ -146,25 +143,45 @@ func NewVerifier(keys KeySource) *Verifier { return &Verifier{keys: keys, now: t
 // Verify checks token and returns its principal. Only EdDSA is accepted; the
 // issuer, audience and expiry must be present and right; the key is found by
 // kid and never from a URL in the token. Every refusal is fail.Unauthenticated
-// with the same message, so an attacker learns nothing from it.
+// with the same message, so an attacker learns nothing from it. A service
+// token is refused here: its issuer and audience are not a user's.
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
-	refuse := func(err error) (Principal, error) {
-		return Principal{}, fail.Wrap(fail.Unauthenticated, err, "invalid or expired token")
+	c, err := verify(ctx, token, Issuer, Audience, v.keys, v.now)
+	if err != nil {
+		return Principal{}, err
 	}
+	if c.Subject == "" || (c.Role != RoleCustomer && c.Role != RoleAdmin) {
+		return refuse(errors.New("token lacks subject or role"))
+	}
+	return Principal{Subject: c.Subject, Role: c.Role}, nil
+}
+
+// refuse is the one answer to every token that does not pass; the cause is
+// kept for the log, never shown.
+func refuse(err error) (Principal, error) {
+	return Principal{}, fail.Wrap(fail.Unauthenticated, err, "invalid or expired token")
+}
+
+// verify parses token and checks everything both kinds of token share: the
+// size, the pinned algorithm, issuer and audience, a required expiry, the
+// not-before and issued-at times, and a signature by the key its kid names.
+func verify(ctx context.Context, token, issuer, audience string, keys KeySource, now func() time.Time) (claims, error) {
 	if len(token) > MaxTokenBytes {
-		return refuse(errors.New("token too long"))
+		_, err := refuse(errors.New("token too long"))
+		return claims{}, err
 	}
 	if strings.Count(token, ".") != 2 {
-		return refuse(errors.New("token is not a JWS compact serialization"))
+		_, err := refuse(errors.New("token is not a JWS compact serialization"))
+		return claims{}, err
 	}
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
-		jwt.WithIssuer(Issuer),
-		jwt.WithAudience(Audience),
+		jwt.WithIssuer(issuer),
+		jwt.WithAudience(audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(5*time.Second),
-		jwt.WithTimeFunc(v.now),
+		jwt.WithTimeFunc(now),
 	)
 	var c claims
 	_, err := parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
@@ -172,15 +189,16 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		if kid == "" {
 			return nil, errors.New("token has no kid")
 		}
-		return v.keys.Key(ctx, kid)
+		return keys.Key(ctx, kid)
 	})
 	if err != nil {
-		return refuse(err)
+		if fail.Is(err, fail.Unavailable) { // the keys could not be fetched: not the token's fault
+			return claims{}, err
+		}
+		_, err := refuse(err)
+		return claims{}, err
 	}
-	if c.Subject == "" || (c.Role != RoleCustomer && c.Role != RoleAdmin) {
-		return refuse(errors.New("token lacks subject or role"))
-	}
-	return Principal{Subject: c.Subject, Role: c.Role}, nil
+	return c, nil
 }
 
 // BearerToken returns the token of an "Authorization: Bearer" header, and

@@ -54,7 +54,7 @@ func forge(t *testing.T, s *Signer, method jwt.SigningMethod, key any, header ma
 		edit(&c)
 	}
 	tok := jwt.NewWithClaims(method, c)
-	tok.Header["kid"] = s.kid
+	tok.Header["kid"] = s.ring.current.kid
 	for k, v := range header {
 		tok.Header[k] = v
 	}
@@ -70,7 +70,7 @@ func forge(t *testing.T, s *Signer, method jwt.SigningMethod, key any, header ma
 func TestVerifyRefusesForgeries(t *testing.T) {
 	s := newSigner(t)
 	other := newSigner(t)
-	pub := []byte(s.key.Public().(ed25519.PublicKey))
+	pub := []byte(s.ring.current.private.Public().(ed25519.PublicKey))
 	valid, _, _ := s.Sign("user-1", RoleCustomer)
 	parts := strings.Split(valid, ".")
 	tampered := func() string {
@@ -84,18 +84,18 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 	tests := map[string]string{
 		"alg none":                  forge(t, s, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, nil),
 		"HS256 with public key":     forge(t, s, jwt.SigningMethodHS256, pub, nil, nil),
-		"other key, same kid":       forge(t, s, jwt.SigningMethodEdDSA, other.key, nil, nil),
-		"unknown kid":               forge(t, s, jwt.SigningMethodEdDSA, s.key, map[string]any{"kid": "nope"}, nil),
-		"no kid":                    forge(t, s, jwt.SigningMethodEdDSA, s.key, map[string]any{"kid": ""}, nil),
-		"jku header":                forge(t, s, jwt.SigningMethodEdDSA, other.key, map[string]any{"jku": "http://127.0.0.1:1/keys"}, nil),
+		"other key, same kid":       forge(t, s, jwt.SigningMethodEdDSA, other.ring.current.private, nil, nil),
+		"unknown kid":               forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, map[string]any{"kid": "nope"}, nil),
+		"no kid":                    forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, map[string]any{"kid": ""}, nil),
+		"jku header":                forge(t, s, jwt.SigningMethodEdDSA, other.ring.current.private, map[string]any{"jku": "http://127.0.0.1:1/keys"}, nil),
 		"tampered payload":          tampered,
-		"expired":                   forge(t, s, jwt.SigningMethodEdDSA, s.key, nil, func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Minute)) }),
-		"not yet valid":             forge(t, s, jwt.SigningMethodEdDSA, s.key, nil, func(c *claims) { c.NotBefore = jwt.NewNumericDate(time.Now().Add(time.Hour)) }),
-		"missing exp":               forge(t, s, jwt.SigningMethodEdDSA, s.key, nil, func(c *claims) { c.ExpiresAt = nil }),
-		"wrong issuer":              forge(t, s, jwt.SigningMethodEdDSA, s.key, nil, func(c *claims) { c.Issuer = "evil" }),
-		"wrong audience":            forge(t, s, jwt.SigningMethodEdDSA, s.key, nil, func(c *claims) { c.Audience = jwt.ClaimStrings{"other"} }),
-		"unknown role":              forge(t, s, jwt.SigningMethodEdDSA, s.key, nil, func(c *claims) { c.Role = "root" }),
-		"no subject":                forge(t, s, jwt.SigningMethodEdDSA, s.key, nil, func(c *claims) { c.Subject = "" }),
+		"expired":                   forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, nil, func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Minute)) }),
+		"not yet valid":             forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, nil, func(c *claims) { c.NotBefore = jwt.NewNumericDate(time.Now().Add(time.Hour)) }),
+		"missing exp":               forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, nil, func(c *claims) { c.ExpiresAt = nil }),
+		"wrong issuer":              forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, nil, func(c *claims) { c.Issuer = "evil" }),
+		"wrong audience":            forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, nil, func(c *claims) { c.Audience = jwt.ClaimStrings{"other"} }),
+		"unknown role":              forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, nil, func(c *claims) { c.Role = "root" }),
+		"no subject":                forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, nil, func(c *claims) { c.Subject = "" }),
 		"a megabyte of dots":        strings.Repeat(".", 1<<20),
 		"oversized but well formed": valid + strings.Repeat("A", MaxTokenBytes),
 		"garbage":                   "not-a-token",
@@ -130,7 +130,7 @@ func TestRemoteKeysRateLimitUnknownKids(t *testing.T) {
 		}
 	}
 	for range 50 {
-		forged := forge(t, s, jwt.SigningMethodEdDSA, s.key, map[string]any{"kid": "random"}, nil)
+		forged := forge(t, s, jwt.SigningMethodEdDSA, s.ring.current.private, map[string]any{"kid": "random"}, nil)
 		if _, err := v.Verify(context.Background(), forged); err == nil {
 			t.Fatal("unknown kid accepted")
 		}

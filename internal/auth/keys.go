@@ -68,33 +68,105 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 	return key, f.Sync()
 }
 
-// RemoteKeys is a KeySource that fetches a JWKS and caches its keys by kid. An
-// unknown kid triggers at most one refetch per minInterval, so forged kids
-// cannot make it hammer the key server.
+// Refresh defaults of RemoteKeys.
+const (
+	// DefaultKeyRefresh is how old a fetched key set may grow before it is
+	// fetched again. The users service publishes a next key at least this
+	// long before it signs with it, so a verifier that refreshes this often
+	// never meets a kid it does not know.
+	DefaultKeyRefresh = 30 * time.Second
+	// unknownKidInterval bounds the fetches that unknown kids cause.
+	unknownKidInterval = 5 * time.Second
+)
+
+// RemoteKeys is a KeySource that fetches a JWKS and keeps its keys by kid.
+// The set is fetched again when it is older than the refresh interval (by
+// the first verification that notices, while the others go on with the keys
+// they have), and when a token names a kid it does not know, at most once
+// per five seconds, so forged kids cannot make it hammer the key server.
+// Each fetch replaces the set: a key the server stopped publishing stops
+// verifying.
 type RemoteKeys struct {
 	fetch       func(ctx context.Context) ([]byte, error)
 	minInterval time.Duration
+	refresh     time.Duration
+	now         func() time.Time
 
-	mu      sync.Mutex
-	keys    map[string]ed25519.PublicKey
-	fetched time.Time
+	mu       sync.Mutex
+	keys     map[string]ed25519.PublicKey
+	fetched  time.Time     // the last fetch, successful or not
+	failed   error         // why the last fetch failed; nil when it did not
+	inflight chan struct{} // closed when the fetch under way ends; nil when none is
 }
 
-// NewRemoteKeys returns a key source over fetch, which returns a JWKS document.
+// NewRemoteKeys returns a key source over fetch, which returns a JWKS
+// document, refreshed every DefaultKeyRefresh.
 func NewRemoteKeys(fetch func(ctx context.Context) ([]byte, error)) *RemoteKeys {
-	return &RemoteKeys{fetch: fetch, minInterval: 5 * time.Second, keys: map[string]ed25519.PublicKey{}}
+	return &RemoteKeys{fetch: fetch, minInterval: unknownKidInterval, refresh: DefaultKeyRefresh, now: time.Now, keys: map[string]ed25519.PublicKey{}}
 }
 
-// Key returns the key with kid, fetching the JWKS when it is not known yet.
+// RefreshEvery sets how often the key set is fetched again, before first
+// use, and returns k.
+func (k *RemoteKeys) RefreshEvery(d time.Duration) *RemoteKeys {
+	k.refresh = d
+	return k
+}
+
+// Key returns the key with kid, fetching the JWKS when it is due or when
+// kid is not known yet.
 func (k *RemoteKeys) Key(ctx context.Context, kid string) (ed25519.PublicKey, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if key, ok := k.keys[kid]; ok {
-		return key, nil
+	for {
+		k.mu.Lock()
+		key, known := k.keys[kid]
+		age := k.now().Sub(k.fetched)
+		due := k.fetched.IsZero() || age >= k.refresh
+		switch {
+		case known && (!due || k.inflight != nil):
+			k.mu.Unlock()
+			return key, nil
+		case !known && k.inflight != nil: // wait for the fetch under way, then look again
+			wait := k.inflight
+			k.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, fail.Wrap(fail.Unavailable, ctx.Err(), "signing keys unavailable")
+			}
+		case !known && !due && age < k.minInterval:
+			failed := k.failed
+			k.mu.Unlock()
+			if failed != nil { // the keys could not be fetched: kid may be real
+				return nil, failed
+			}
+			return nil, fail.New(fail.Unauthenticated, "unknown signing key")
+		}
+		// This caller fetches; the others meanwhile use the keys there are.
+		done := make(chan struct{})
+		k.inflight = done
+		k.mu.Unlock()
+		keys, err := k.load(ctx)
+		k.mu.Lock()
+		k.inflight = nil
+		close(done)
+		k.fetched, k.failed = k.now(), err
+		if err == nil {
+			k.keys = keys
+		}
+		key, known = k.keys[kid]
+		k.mu.Unlock()
+		switch {
+		case known:
+			return key, nil
+		case err != nil:
+			return nil, err
+		default:
+			return nil, fail.New(fail.Unauthenticated, "unknown signing key")
+		}
 	}
-	if !k.fetched.IsZero() && time.Since(k.fetched) < k.minInterval {
-		return nil, fail.New(fail.Unauthenticated, "unknown signing key")
-	}
+}
+
+func (k *RemoteKeys) load(ctx context.Context) (map[string]ed25519.PublicKey, error) {
 	b, err := k.fetch(ctx)
 	if err != nil {
 		return nil, fail.Wrap(fail.Unavailable, err, "signing keys unavailable")
@@ -103,12 +175,5 @@ func (k *RemoteKeys) Key(ctx context.Context, kid string) (ed25519.PublicKey, er
 	if err != nil {
 		return nil, fail.Wrap(fail.Unavailable, err, "signing keys unavailable")
 	}
-	k.fetched = time.Now()
-	for id, key := range keys {
-		k.keys[id] = key
-	}
-	if key, ok := k.keys[kid]; ok {
-		return key, nil
-	}
-	return nil, fail.New(fail.Unauthenticated, "unknown signing key")
+	return keys, nil
 }

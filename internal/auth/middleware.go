@@ -49,11 +49,21 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	return p, ok
 }
 
-// User returns the authenticated principal or fail.Unauthenticated.
+// User returns the authenticated user or fail.Unauthenticated. A service is
+// not a user: its principal is refused here, so no user route serves it.
 func User(ctx context.Context) (Principal, error) {
 	p, ok := PrincipalFrom(ctx)
-	if !ok {
+	if !ok || p.Role == RoleService {
 		return Principal{}, fail.New(fail.Unauthenticated, "authentication required")
+	}
+	return p, nil
+}
+
+// Service returns the authenticated service or fail.Unauthenticated.
+func Service(ctx context.Context) (Principal, error) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok || p.Role != RoleService {
+		return Principal{}, fail.New(fail.Unauthenticated, "a service token is required")
 	}
 	return p, nil
 }

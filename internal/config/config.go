@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -66,9 +67,17 @@ type Config struct {
 	DataDir       string
 	AdminEmail    string
 	AdminPassword Secret
-	JWTKeyFile    string // the users service's signing key (PEM, PKCS#8 Ed25519)
-	TokenTTL      time.Duration
-	SagaMode      string
+	JWTKeyFile    string // the users service's signing key ring (PEM, PKCS#8 Ed25519)
+	// ServiceKeyFile is the shop-wide key every service signs its service
+	// tokens with, for other services' internal endpoints (PEM, PKCS#8
+	// Ed25519); every process of one shop must read the same key.
+	ServiceKeyFile string
+	// KeyRefresh is how often a service fetches the users service's
+	// public keys again; a next signing key is published for twice as
+	// long before a rotation may make it sign.
+	KeyRefresh time.Duration
+	TokenTTL   time.Duration
+	SagaMode   string
 	// BrokerURL is the message broker: nats://... (JetStream) or
 	// amqp://... (RabbitMQ). Empty: `up` embeds JetStream, listening on
 	// BrokerAddr, and `serve` connects to nats://BrokerAddr.
@@ -82,9 +91,17 @@ type Config struct {
 	// outbox, not yet published) or "<service>:after-publish" (published
 	// and acknowledged, not yet marked). Empty in any real run.
 	Failpoint string
-	LogLevel  slog.Level
-	LogFormat string // json or text
-	Services  map[string]Service
+	// RateLimitRPS and RateLimitBurst size each client's token bucket at
+	// the gateway: RateLimitBurst requests at once, refilled at
+	// RateLimitRPS a second. A client is a token's subject, or else an
+	// address.
+	RateLimitRPS   float64
+	RateLimitBurst int
+	LogLevel       slog.Level
+	LogFormat      string // json or text
+	Services       map[string]Service
+	// Resilience guards every call from one service to another.
+	Resilience Resilience
 }
 
 // Load reads the configuration from getenv, falling back to the KEY=VALUE
@@ -121,10 +138,19 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 	}
 	c.RegistryURL = get("MICROSHOP_REGISTRY_URL", "http://"+c.RegistryAddr)
 	c.JWTKeyFile = get("MICROSHOP_JWT_KEY_FILE", filepath.Join(c.DataDir, "keys", "jwt-ed25519.pem"))
+	c.ServiceKeyFile = get("MICROSHOP_SERVICE_KEY_FILE", filepath.Join(c.DataDir, "keys", "service-ed25519.pem"))
+	c.KeyRefresh, err = duration(get("MICROSHOP_JWKS_REFRESH", "30s"))
+	errs = append(errs, field("MICROSHOP_JWKS_REFRESH", err))
 	c.RegistryTTL, err = duration(get("MICROSHOP_REGISTRY_TTL", "6s"))
 	errs = append(errs, field("MICROSHOP_REGISTRY_TTL", err))
 	c.TokenTTL, err = duration(get("MICROSHOP_TOKEN_TTL", "1h"))
 	errs = append(errs, field("MICROSHOP_TOKEN_TTL", err))
+	c.RateLimitRPS, err = positiveFloat(get("MICROSHOP_RATE_LIMIT_RPS", "100"))
+	errs = append(errs, field("MICROSHOP_RATE_LIMIT_RPS", err))
+	c.RateLimitBurst, err = positiveInt(get("MICROSHOP_RATE_LIMIT_BURST", "200"))
+	errs = append(errs, field("MICROSHOP_RATE_LIMIT_BURST", err))
+	c.Resilience, err = loadResilience(get)
+	errs = append(errs, err)
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
 	}
@@ -189,6 +215,9 @@ func (c Config) validate() error {
 	if c.TokenTTL < time.Minute {
 		errs = append(errs, errors.New("MICROSHOP_TOKEN_TTL: at least 1m"))
 	}
+	if c.KeyRefresh < 100*time.Millisecond || c.KeyRefresh > 10*time.Minute {
+		errs = append(errs, errors.New("MICROSHOP_JWKS_REFRESH: from 100ms to 10m"))
+	}
 	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT %q: want json or text", c.LogFormat))
 	}
@@ -215,6 +244,8 @@ func (c Config) Attrs() []slog.Attr {
 		slog.Any("admin_password", c.AdminPassword),
 		slog.String("saga_mode", c.SagaMode),
 		slog.String("broker", redactURL(c.BrokerURL)),
+		slog.Float64("rate_limit_rps", c.RateLimitRPS),
+		slog.Int("rate_limit_burst", c.RateLimitBurst),
 	}
 	for _, name := range BusinessServices {
 		attrs = append(attrs, slog.String(name+"_db", redactURL(c.DBURL(name))))
@@ -239,6 +270,22 @@ func duration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration like 30s or 5m", s)
 	}
 	return d, nil
+}
+
+func positiveFloat(s string) (float64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f <= 0 {
+		return 0, fmt.Errorf("%q is not a number above 0", s)
+	}
+	return f, nil
+}
+
+func positiveInt(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%q is not a whole number above 0", s)
+	}
+	return n, nil
 }
 
 func field(name string, err error) error {

@@ -160,7 +160,7 @@ func TestUsersDocumentDescribesTheUsersService(t *testing.T) {
 	if _, err := svc.EnsureAdmin(ctx, "admin@example.com", "admin-password"); err != nil {
 		t.Fatal(err)
 	}
-	base, client := serve(t, "users", userhttp.Routes(svc, tokens.signer.JWKS), tokens, userhttp.OpenAPI)
+	base, client := serve(t, "users", userhttp.Routes(svc, tokens.signer), tokens, userhttp.OpenAPI)
 
 	ada := call{method: "POST", path: "/api/v1/users", body: `{"email":"ada@example.com","name":"Ada","password":"correct horse"}`, want: 201}.do(t, base, client)
 	adaID := field(t, ada, "id")

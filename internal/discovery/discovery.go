@@ -27,6 +27,11 @@ type Client struct {
 	hc    *http.Client
 	cache time.Duration
 
+	// Authorize, when set before the client is first used, is called on
+	// every request to the registry just before it is sent: it adds the
+	// caller's service credentials. An error stops the request unsent.
+	Authorize func(ctx context.Context, r *http.Request) error
+
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
 }
@@ -200,6 +205,11 @@ func (c *Client) entry(ctx context.Context, service string) (*cacheEntry, error)
 }
 
 func (c *Client) send(req *http.Request, out any) error {
+	if c.Authorize != nil {
+		if err := c.Authorize(req.Context(), req); err != nil {
+			return fmt.Errorf("authorizing a registry request: %w", err)
+		}
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fail.Wrap(fail.Unavailable, err, "registry unreachable")

@@ -1,7 +1,9 @@
 // Package gateway is the shop's single entry point: it routes each public
 // path to the service that owns it, found through the registry, verifies
 // tokens before anything is forwarded, strips identity headers a client
-// might forge, and serves the API documents of every service.
+// might forge, guards each upstream with a circuit breaker and a bulkhead
+// (answering the last good copy of a product when the catalog cannot), and
+// serves the API documents of every service.
 package gateway
 
 import (
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/resilience"
 	"github.com/microshop/microshop/internal/web"
 )
 
@@ -39,6 +42,7 @@ var Table = []Route{
 	{"/api/users/", "users"},
 	{"/api/v1/auth/", "users"},
 	{"/.well-known/jwks.json", "users"},
+	{"/api/v1/admin/keys/", "users"},
 	{"/api/v1/users/{id}/orders", "orders"},
 	{"/api/v1/products", "catalog"},
 	{"/api/v1/products/", "catalog"},
@@ -65,18 +69,26 @@ type Proxy struct {
 	registryURL *url.URL
 	rp          *httputil.ReverseProxy
 	log         *slog.Logger
+	edges       *resilience.Edges // a breaker and a bulkhead per upstream
+	stale       *staleCache       // the last good copy of each product
 }
 
 type targetKey struct{}
 
 // NewProxy returns a proxy that resolves services through resolver; the
 // registry itself is reached at registryURL.
-func NewProxy(resolver Resolver, registryURL string, log *slog.Logger) (*Proxy, error) {
+func NewProxy(resolver Resolver, registryURL string, log *slog.Logger, opts ...Option) (*Proxy, error) {
 	ru, err := url.Parse(registryURL)
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{resolver: resolver, registryURL: ru, log: log}
+	p := &Proxy{resolver: resolver, registryURL: ru, log: log, stale: newStaleCache(maxStaleEntries, maxStaleBytes)}
+	for _, opt := range opts {
+		opt(p)
+	}
+	if p.edges == nil {
+		p.edges = resilience.NewEdges("gateway", resilience.DefaultPolicy(), log)
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
 	tr.IdleConnTimeout = 30 * time.Second
@@ -89,7 +101,8 @@ func NewProxy(resolver Resolver, registryURL string, log *slog.Logger) (*Proxy, 
 			pr.SetXForwarded()
 			pr.Out.Host = target.Host
 		},
-		ErrorHandler: p.upstreamError,
+		ModifyResponse: p.upstreamAnswered,
+		ErrorHandler:   p.upstreamError,
 	}
 	return p, nil
 }
@@ -106,24 +119,38 @@ func (p *Proxy) Handler(service string) http.Handler {
 		for _, h := range identityHeaders {
 			r.Header.Del(h)
 		}
+		// Refused at once, without a network attempt, when the upstream's
+		// bulkhead is full or its breaker open.
+		ex := &exchange{service: service, edge: p.edges.Edge(service), staleKey: staleKey(r)}
+		leave, err := ex.edge.Enter()
+		if err != nil {
+			p.unavailable(w, r, ex, err)
+			return
+		}
+		defer leave()
+		if ex.done, err = ex.edge.Try(); err != nil {
+			p.unavailable(w, r, ex, err)
+			return
+		}
+		defer ex.settle(resilience.Ignored) // when neither answer nor error came back
 		var target *url.URL
 		if service == "registry" {
 			target = p.registryURL
 		} else {
 			addr, err := p.resolver.Resolve(r.Context(), service)
 			if err != nil {
-				web.Error(w, r, fail.Wrap(fail.Unavailable, err, "%s is unavailable", service))
+				ex.settle(resilience.Failure)
+				p.unavailable(w, r, ex, fail.Wrap(fail.Unavailable, err, "%s is unavailable", service))
 				return
 			}
 			target = &url.URL{Scheme: "http", Host: addr}
 		}
 		ctx := context.WithValue(r.Context(), targetKey{}, target)
-		ctx = context.WithValue(ctx, serviceKey{}, service)
+		ctx = context.WithValue(ctx, exchangeKey{}, ex)
+		ex.edge.Attempted()
 		p.rp.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
-
-type serviceKey struct{}
 
 func hasDotSegment(path string) bool {
 	for seg := range strings.SplitSeq(path, "/") {
@@ -134,11 +161,17 @@ func hasDotSegment(path string) bool {
 	return false
 }
 
+// upstreamError answers a request that got no answer from its service.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	service, _ := r.Context().Value(serviceKey{}).(string)
-	if service != "registry" { // the instance may be gone: resolve afresh next time
-		p.resolver.Forget(service)
+	ex := r.Context().Value(exchangeKey{}).(*exchange)
+	if r.Context().Err() != nil {
+		ex.settle(resilience.Ignored) // the client left: that says nothing of the service
+	} else {
+		ex.settle(resilience.Failure)
 	}
-	p.log.WarnContext(r.Context(), "upstream failed", slog.String("service", service), slog.Any("err", err))
-	web.Error(w, r, fail.Wrap(fail.Unavailable, err, "%s is unavailable", service))
+	if ex.service != "registry" { // the instance may be gone: resolve afresh next time
+		p.resolver.Forget(ex.service)
+	}
+	p.log.WarnContext(r.Context(), "upstream failed", slog.String("service", ex.service), slog.Any("err", err))
+	p.unavailable(w, r, ex, fail.Wrap(fail.Unavailable, err, "%s is unavailable", ex.service))
 }

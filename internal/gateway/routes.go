@@ -32,6 +32,11 @@ func Routes(p *Proxy, auditor Auditor, call Caller) *http.ServeMux {
 	dl := deadLetters{call: call}
 	mux.HandleFunc("GET /api/v1/admin/dlq", dl.list)
 	mux.HandleFunc("POST /api/v1/admin/dlq/{service}/{id}/replay", dl.replay)
+	mux.HandleFunc("GET /api/v1/admin/resilience", p.listResilience(call))
+	faults := newFaults(p.registryURL)
+	mux.HandleFunc("GET /api/v1/admin/faults", faults.list)
+	mux.HandleFunc("PUT /api/v1/admin/faults/{service}", faults.set)
+	mux.Handle("/api/v1/admin/provider", p.Handler("payments"))
 	for _, rt := range Table {
 		mux.Handle(rt.Pattern, p.Handler(rt.Service))
 	}

@@ -15,10 +15,15 @@ import (
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/discovery"
+	"github.com/microshop/microshop/internal/fault"
 	"github.com/microshop/microshop/internal/web"
 )
 
 // Worker is a background loop owned by a service; it returns when ctx ends.
+// A worker of a service with Faults is stopped while the instance is down
+// and run again when it comes back up, as after a restart, so it must be
+// safe to run more than once; a loop that is not (an event consumer
+// registers with its inbox once) is one of Consumers instead.
 type Worker func(ctx context.Context)
 
 // Service is one service ready to run.
@@ -29,14 +34,24 @@ type Service struct {
 	Routes   *http.ServeMux
 	Health   *web.Health
 	Metrics  *web.Metrics
-	Verifier *auth.Verifier // nil: tokens are not checked here
+	Verifier *auth.Verifier        // nil: tokens are not checked here
+	Services *auth.ServiceVerifier // checks service tokens on internal paths (see ServiceOnly); nil: not checked
 	Workers  []Worker
+	// Consumers are background loops that run for the service's whole life,
+	// never restarted. While Faults has the instance down they must pause
+	// by themselves: an event consumer does, when it subscribes through
+	// Faults.Subscriber.
+	Consumers []Worker
 
 	Registry    *discovery.Client // nil: the instance is not announced
 	RegistryTTL time.Duration
 	// OnListen, when set, learns the bound address before the service is
 	// announced.
 	OnListen func(addr string)
+	// Faults, when set, injects the faults an admin asks for: latency and
+	// errors on every request, or the instance down as if its process had
+	// died (its routes are mounted on Routes with fault.Mount).
+	Faults *fault.Injector
 
 	opsOnce sync.Once
 }
@@ -49,6 +64,9 @@ func (s *Service) Handler() http.Handler {
 		s.Routes.HandleFunc("GET /healthz", s.Health.ServeHealthz)
 		s.Routes.HandleFunc("GET /ready", s.Health.ServeReady)
 		s.Routes.Handle("GET /metrics", s.Metrics.Handler())
+		if s.Faults != nil {
+			s.Metrics.Registry.MustRegister(s.Faults.Collectors()...)
+		}
 	})
 	mw := []web.Middleware{
 		web.RequestID(s.Log),
@@ -57,6 +75,14 @@ func (s *Service) Handler() http.Handler {
 		s.Metrics.Middleware,
 		web.AccessLog,
 	}
+	if s.Faults != nil {
+		// A dead process answers nothing, so down is decided before any
+		// middleware sees the request; injected latency and errors come
+		// after the metrics and logs, which count them as what clients see.
+		mw = append([]web.Middleware{s.Faults.Gate}, mw...)
+		mw = append(mw, s.Faults.Middleware)
+	}
+	mw = append(mw, ServiceOnly(s.Services))
 	if s.Verifier != nil {
 		mw = append(mw, auth.Authenticate(s.Verifier))
 	}
@@ -65,7 +91,8 @@ func (s *Service) Handler() http.Handler {
 
 // Run serves until ctx ends. It returns once the listener is closed, requests
 // in flight are done, the workers have stopped and the instance has left the
-// registry.
+// registry. While Faults has the instance down, its workers and heartbeats
+// stop (see package fault); they start again when it comes back up.
 func (s *Service) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
@@ -76,14 +103,23 @@ func (s *Service) Run(ctx context.Context) error {
 		s.OnListen(addr)
 	}
 	handler := s.Handler()
+	if s.Faults != nil {
+		ln = s.Faults.Listener(ln)
+	}
 
 	var wg sync.WaitGroup
 	// Workers outlive ctx until the requests in flight are done: they are
 	// stopped last, in the drain below.
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
-	for _, w := range s.Workers {
-		wg.Go(func() { w(workCtx) })
+	work := &workers{ctx: context.WithoutCancel(ctx), fns: s.Workers}
+	consumers := &workers{ctx: context.WithoutCancel(ctx), fns: s.Consumers}
+	consumers.start()
+	up := true
+	if s.Faults != nil {
+		s.Faults.OnSwitch(func(down bool) { s.switchTo(down, work) })
+		up = !s.Faults.Down()
+	}
+	if up {
+		work.start()
 	}
 
 	serveCtx, stopServe := context.WithCancel(context.Background())
@@ -92,31 +128,108 @@ func (s *Service) Run(ctx context.Context) error {
 
 	// Findable before ready: the instance is announced (healthy, since it
 	// already serves) before it says it is ready, and kept announced after.
+	// It is ready before the heartbeats start, so the first says healthy.
 	regCtx, stopReg := context.WithCancel(context.Background())
-	if s.Registry != nil {
-		inst := discovery.Instance{ID: s.Name + "-" + addr, Service: s.Name, Address: addr}
+	inst := discovery.Instance{ID: s.Name + "-" + addr, Service: s.Name, Address: addr}
+	if s.Registry != nil && up {
 		if err := s.Registry.Announce(ctx, inst, s.RegistryTTL); err != nil {
 			s.Log.Warn("announcing to the registry failed; heartbeats will retry", slog.Any("err", err))
 		}
-		wg.Go(func() { s.Registry.Keep(regCtx, inst, s.RegistryTTL, s.Health.Ready, s.Log) })
 	}
-	s.Health.SetReady(true)
+	s.Health.SetReady(up)
+	if s.Registry != nil {
+		healthy := s.Health.Ready
+		if s.Faults != nil {
+			// While the instance is down it does not heartbeat, as a dead
+			// process does not: the registry drops it once its TTL passes,
+			// not at once, and callers meet the dead address meanwhile.
+			healthy = func() bool {
+				select {
+				case <-s.Faults.Up():
+				case <-regCtx.Done():
+				}
+				return s.Health.Ready()
+			}
+		}
+		wg.Go(func() { s.Registry.Keep(regCtx, inst, s.RegistryTTL, healthy, s.Log) })
+	}
 	s.Log.Info("service ready", slog.String("addr", addr))
 
 	select {
 	case <-ctx.Done():
 	case err = <-errc: // the listener failed on its own
 	}
-	// Drain: leave the registry first so callers stop choosing this
-	// instance, then finish the requests in flight, then stop the workers.
+	// Drain: no more switching up or down, then leave the registry first so
+	// callers stop choosing this instance, then finish the requests in
+	// flight, then stop the workers for good.
+	if s.Faults != nil {
+		s.Faults.OnSwitch(nil)
+	}
 	s.Health.SetReady(false)
 	stopReg()
 	stopServe()
 	if err == nil {
 		err = <-errc
 	}
-	stopWork()
+	work.halt(true)
+	consumers.halt(true)
 	wg.Wait()
 	s.Log.Info("service stopped")
 	return err
+}
+
+// switchTo takes the instance down or brings it back up, for Faults: down,
+// it is not ready and its workers stop (a relay leaves its outbox to the
+// next run; consumers pause by themselves, see Consumers); up, its workers
+// start again and it is ready.
+func (s *Service) switchTo(down bool, work *workers) {
+	if down {
+		s.Health.SetReady(false)
+		work.halt(false)
+		s.Log.Warn("service taken down by fault injection: connections reset, workers and heartbeats stopped")
+		return
+	}
+	work.start()
+	s.Health.SetReady(true)
+	s.Log.Warn("service brought back up after fault injection")
+}
+
+// workers runs a service's background work, and stops it and starts it
+// afresh when the instance is taken down and brought back up.
+type workers struct {
+	ctx context.Context // every run of the workers derives from it
+	fns []Worker
+
+	mu    sync.Mutex
+	stop  context.CancelFunc // nil while stopped
+	wg    sync.WaitGroup
+	ended bool
+}
+
+// start runs every worker, unless they run already or have ended.
+func (w *workers) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended || w.stop != nil {
+		return
+	}
+	ctx, stop := context.WithCancel(w.ctx)
+	w.stop = stop
+	for _, f := range w.fns {
+		w.wg.Go(func() { f(ctx) })
+	}
+}
+
+// halt stops the workers and waits until every one has returned; with end,
+// they never start again.
+func (w *workers) halt(end bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = w.ended || end
+	if w.stop == nil {
+		return
+	}
+	w.stop()
+	w.stop = nil
+	w.wg.Wait()
 }

@@ -28,12 +28,13 @@ import (
 type fakeRegistry struct {
 	mu        sync.Mutex
 	instances map[string]discovery.Instance
+	expires   map[string]time.Time // when each instance drops out unless it heartbeats
 	deleted   []string
 }
 
 func newRegistry(t *testing.T) (*fakeRegistry, string) {
 	t.Helper()
-	f := &fakeRegistry{instances: map[string]discovery.Instance{}}
+	f := &fakeRegistry{instances: map[string]discovery.Instance{}, expires: map[string]time.Time{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/instances/{id}", func(w http.ResponseWriter, r *http.Request) {
 		var hb discovery.Heartbeat
@@ -44,6 +45,7 @@ func newRegistry(t *testing.T) (*fakeRegistry, string) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.instances[r.PathValue("id")] = discovery.Instance{ID: r.PathValue("id"), Service: hb.Service, Address: hb.Address, Healthy: hb.Healthy}
+		f.expires[r.PathValue("id")] = time.Now().Add(time.Duration(hb.TTLSeconds) * time.Second)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("DELETE /v1/instances/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -56,6 +58,20 @@ func newRegistry(t *testing.T) (*fakeRegistry, string) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return f, srv.URL
+}
+
+// live lists the healthy instances of service whose TTL has not passed, as
+// the registry service resolves them.
+func (f *fakeRegistry) live(service string) []discovery.Instance {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []discovery.Instance
+	for id, inst := range f.instances {
+		if inst.Service == service && inst.Healthy && time.Now().Before(f.expires[id]) {
+			out = append(out, inst)
+		}
+	}
+	return out
 }
 
 func (f *fakeRegistry) healthy(service string) []discovery.Instance {

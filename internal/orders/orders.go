@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -141,7 +142,10 @@ func (r PlaceRequest) Normalize() (PlaceRequest, error) {
 	return r, nil
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// isControl refuses what shipping refuses in an address (every control
+// character, C1 included, and invalid UTF-8), so that an order accepted here
+// is never one shipping cannot schedule.
+func isControl(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }
 
 // Fingerprint identifies a checkout's content, so that a retry with the same
 // Idempotency-Key can be told apart from a different order under that key.

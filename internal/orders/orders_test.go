@@ -39,6 +39,8 @@ func TestNormalize(t *testing.T) {
 		{"short card", func(r *PlaceRequest) { r.Card = "4242" }, "payment.card"},
 		{"missing city", func(r *PlaceRequest) { r.Address.City = "  " }, "shipping_address.city"},
 		{"control character", func(r *PlaceRequest) { r.Address.Name = "Ada\x00" }, "shipping_address.name"},
+		{"C1 control character", func(r *PlaceRequest) { r.Address.Name = "A\u0085da" }, "shipping_address.name"},
+		{"invalid UTF-8", func(r *PlaceRequest) { r.Address.City = "Lon\xffdon" }, "shipping_address.city"},
 		{"lower-case country", func(r *PlaceRequest) { r.Address.Country = "gb" }, "country"},
 		{"three-letter country", func(r *PlaceRequest) { r.Address.Country = "GBR" }, "country"},
 	}

@@ -127,7 +127,20 @@ type ChargeRequest struct {
 	// Saga is the style the order runs under, echoed in the outcome event.
 	// Empty means orchestration: only the orchestrator charges over HTTP.
 	Saga Saga
+	// DeclineWhenUnavailable records a provider that cannot answer (after
+	// ProviderAttempts tries) as a decline, so the saga compensates and the
+	// order ends; without it the charge fails with fail.Unavailable and the
+	// caller retries.
+	DeclineWhenUnavailable bool
 }
+
+// ProviderAttempts bounds the tries at the card provider for one charge,
+// each within ProviderAttemptTimeout, with a short backoff between them.
+const (
+	ProviderAttempts       = 3
+	ProviderAttemptTimeout = 2 * time.Second
+	ReasonUnavailable      = "provider_unavailable"
+)
 
 // ListQuery selects a page of payments.
 type ListQuery struct {
@@ -225,13 +238,20 @@ func (s *Service) Charge(ctx context.Context, req ChargeRequest) (p Payment, cre
 	case err != nil:
 		return Payment{}, false, err
 	default:
-		decision, err := s.provider.Charge(ctx, req.OrderID, card, req.AmountCents)
-		if err != nil {
+		decision, err := s.askProvider(ctx, req.OrderID, card, req.AmountCents)
+		switch {
+		case err != nil && !req.DeclineWhenUnavailable:
 			return Payment{}, false, fail.Wrap(fail.Unavailable, err, "card provider unavailable")
-		}
-		p.Status, p.CardLast4 = StatusCaptured, card[len(card)-4:]
-		if !decision.Approved {
-			p.Status, p.DeclineReason = StatusDeclined, declineReason(decision.Reason)
+		case err != nil:
+			// A simulated provider that cannot answer took nothing. A real
+			// one would first be asked, by the idempotency key, whether the
+			// charge went through, before it is declined here.
+			p.Status, p.DeclineReason, p.CardLast4 = StatusDeclined, ReasonUnavailable, card[len(card)-4:]
+		default:
+			p.Status, p.CardLast4 = StatusCaptured, card[len(card)-4:]
+			if !decision.Approved {
+				p.Status, p.DeclineReason = StatusDeclined, declineReason(decision.Reason)
+			}
 		}
 	}
 	outcome, err := chargeOutcome(p, saga)
@@ -485,4 +505,29 @@ func Luhn(digits string) bool {
 		double = !double
 	}
 	return sum%10 == 0
+}
+
+// askProvider charges the card at the provider, trying ProviderAttempts
+// times, each bounded by ProviderAttemptTimeout and by ctx, with a short
+// backoff between tries. The order id is the provider's idempotency key, so
+// a retry never charges twice at a real provider.
+func (s *Service) askProvider(ctx context.Context, orderID, card string, amount int64) (Decision, error) {
+	var last error
+	for attempt := range ProviderAttempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return Decision{}, errors.Join(last, ctx.Err())
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
+		actx, cancel := context.WithTimeout(ctx, ProviderAttemptTimeout)
+		d, err := s.provider.Charge(actx, orderID, card, amount)
+		cancel()
+		if err == nil {
+			return d, nil
+		}
+		last = err
+	}
+	return Decision{}, last
 }

@@ -5,6 +5,7 @@ package shop
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"github.com/microshop/microshop/internal/config"
 	"github.com/microshop/microshop/internal/discovery"
 	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/fault"
 	"github.com/microshop/microshop/internal/gateway"
 	"github.com/microshop/microshop/internal/host"
 	"github.com/microshop/microshop/internal/inbox"
@@ -50,6 +52,7 @@ import (
 	"github.com/microshop/microshop/internal/payments/paymenthttp"
 	"github.com/microshop/microshop/internal/payments/simprovider"
 	"github.com/microshop/microshop/internal/registry"
+	"github.com/microshop/microshop/internal/resilience"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
 	"github.com/microshop/microshop/internal/shipping/shippingevents"
@@ -86,6 +89,9 @@ func Run(ctx context.Context, opt Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := &builder{cfg: opt.Config, log: opt.Log, stdout: opt.Stdout, ctx: ctx}
+	if err := b.loadServiceKey(); err != nil {
+		return err
+	}
 
 	// Things stop in the reverse order they started: the services first
 	// (Run waits for them below), then their broker connections and
@@ -133,6 +139,7 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}
 	b.regClient = discovery.NewClient(b.cfg.RegistryURL, time.Second)
+	b.regClient.Authorize = auth.NewServiceSigner(registryClient, b.serviceKey).Authorize
 
 	if b.cfg.BrokerURL == "" {
 		if opt.EmbedBroker {
@@ -209,8 +216,13 @@ type builder struct {
 	regClient   *discovery.Client
 	registrySvc *host.Service
 	closers     []io.Closer
-	addrs       sync.Map // service name -> listen address
-	adminPass   string   // the admin password, when this process knows it
+	addrs       sync.Map              // service name -> listen address
+	adminPass   string                // the admin password, when this process knows it
+	serviceKey  ed25519.PrivateKey    // the shop-wide key service tokens are signed with
+	services    *auth.ServiceVerifier // what internal endpoints check service tokens with
+
+	callersMu sync.Mutex
+	callers   map[string]*upstream.Client // one per service, so one breaker per upstream
 }
 
 func (b *builder) closeAll() {
@@ -220,7 +232,7 @@ func (b *builder) closeAll() {
 }
 
 func (b *builder) service(name string, routes *http.ServeMux) *host.Service {
-	return &host.Service{
+	s := &host.Service{
 		Name:        name,
 		Addr:        b.cfg.Services[name].Addr,
 		Log:         b.log.With(slog.String("service", name)),
@@ -230,7 +242,22 @@ func (b *builder) service(name string, routes *http.ServeMux) *host.Service {
 		Registry:    b.regClient, // nil for the registry itself
 		RegistryTTL: b.cfg.RegistryTTL,
 		OnListen:    func(addr string) { b.addrs.Store(name, addr) },
+		Services:    b.internalGuard(name),
 	}
+	// Every service's outgoing edges are counted and listed; the gateway
+	// lists them all, its own included, on its own route.
+	edges := b.caller(name).Edges()
+	s.Metrics.Registry.MustRegister(edges.Collectors()...)
+	if name != "gateway" {
+		resilience.Mount(routes, edges)
+	}
+	// An admin can inject faults into every service that owns data (the
+	// gateway and the registry are the path faults are set through).
+	if slices.Contains(config.BusinessServices, name) {
+		s.Faults = fault.New(name)
+		fault.Mount(routes, s.Faults)
+	}
+	return s
 }
 
 func (b *builder) registry(onListen func(string)) *host.Service {
@@ -269,19 +296,44 @@ func (b *builder) registry(onListen func(string)) *host.Service {
 }
 
 // remoteVerifier verifies tokens with the keys the users service publishes,
-// fetched through the registry when first needed.
+// fetched through the registry when first needed and again every
+// KeyRefresh, so that a rotation's next key is known before it signs.
 func (b *builder) remoteVerifier(caller string) *auth.Verifier {
 	return auth.NewVerifier(auth.NewRemoteKeys(func(ctx context.Context) ([]byte, error) {
 		var raw json.RawMessage
 		err := b.caller(caller).Do(ctx, upstream.Call{Service: "users", Method: http.MethodGet, Path: "/.well-known/jwks.json", Out: &raw})
 		return raw, err
-	}))
+	}).RefreshEvery(b.cfg.KeyRefresh))
 }
 
-// caller returns the client a service uses to call others. The registry
-// client is only set once the registry listens, so it is looked up late.
+// caller returns the client the service name uses to call others: one per
+// service, so that all its calls to one upstream share a breaker and a
+// bulkhead. The registry client is only set once the registry listens, so
+// it is looked up late.
 func (b *builder) caller(name string) *upstream.Client {
-	return upstream.New(name, lateResolver{b})
+	b.callersMu.Lock()
+	defer b.callersMu.Unlock()
+	if cl, ok := b.callers[name]; ok {
+		return cl
+	}
+	if b.callers == nil {
+		b.callers = map[string]*upstream.Client{}
+	}
+	log := b.log.With(slog.String("service", name), slog.String("component", "upstream"))
+	cl := upstream.New(name, lateResolver{b}, upstream.WithEdges(resilience.NewEdges(name, b.policy(), log)))
+	cl.Authorize = b.authorizeInternal(name)
+	b.callers[name] = cl
+	return cl
+}
+
+// policy is how every call between services is guarded, as configured.
+func (b *builder) policy() resilience.Policy {
+	p := resilience.DefaultPolicy()
+	p.Failures = b.cfg.Resilience.BreakerFailures
+	p.OpenTimeout = b.cfg.Resilience.BreakerOpenTimeout
+	p.MaxAttempts = b.cfg.Resilience.RetryMaxAttempts
+	p.Bulkhead = b.cfg.Resilience.Bulkhead
+	return p
 }
 
 type lateResolver struct{ b *builder }
@@ -399,8 +451,11 @@ func (b *builder) build(name string) (*host.Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		svc := payments.NewService(paymentdb.New(db), simprovider.New())
-		return b.eventful(b.service(name, paymenthttp.Routes(svc)), db, func(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, log *slog.Logger) error {
+		provider := simprovider.New()
+		svc := payments.NewService(paymentdb.New(db), provider)
+		routes := paymenthttp.Routes(svc)
+		paymenthttp.MountProvider(routes, provider)
+		return b.eventful(b.service(name, routes), db, func(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, log *slog.Logger) error {
 			return paymentevents.Consume(ctx, sub, in, svc, log)
 		})
 	case "shipping":
@@ -431,13 +486,23 @@ func (b *builder) eventful(s *host.Service, db *sqldb.DB, consume consumeFunc) (
 		return nil, err
 	}
 	if consume != nil {
-		s.Workers = append(s.Workers, func(ctx context.Context) {
-			if err := consume(ctx, broker, in, s.Log); err != nil {
+		sub := subscriber(s, broker)
+		s.Consumers = append(s.Consumers, func(ctx context.Context) {
+			if err := consume(ctx, sub, in, s.Log); err != nil {
 				s.Log.Error("stopped consuming", slog.Any("err", err))
 			}
 		})
 	}
 	return b.withDB(s, db), nil
+}
+
+// subscriber is the broker as the consumers of s subscribe to it: through
+// its faults, so that they take no event while an admin has it down.
+func subscriber(s *host.Service, broker bus.Broker) bus.Subscriber {
+	if s.Faults == nil {
+		return broker
+	}
+	return s.Faults.Subscriber(broker)
 }
 
 // withDB adds the database health check and the token verifier that every
@@ -455,11 +520,10 @@ func (b *builder) users() (*host.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := auth.LoadOrCreateKey(b.cfg.JWTKeyFile)
+	signer, err := b.keyRing()
 	if err != nil {
 		return nil, err
 	}
-	signer := auth.NewSigner(key, b.cfg.TokenTTL)
 	svc := users.NewService(userdb.New(db), signer)
 	generated, err := svc.EnsureAdmin(b.ctx, b.cfg.AdminEmail, b.cfg.AdminPassword.Reveal())
 	if err != nil {
@@ -470,8 +534,9 @@ func (b *builder) users() (*host.Service, error) {
 		b.adminPass = generated
 		fmt.Fprintf(b.stdout, "Created admin %s with password %s (shown once; set MICROSHOP_ADMIN_PASSWORD to choose it)\n", b.cfg.AdminEmail, generated)
 	}
-	s := b.service("users", userhttp.Routes(svc, signer.JWKS))
+	s := b.service("users", userhttp.Routes(svc, signer))
 	s.Verifier = auth.NewVerifier(signer)
+	s.Workers = append(s.Workers, followKeyRing(signer, b.cfg.KeyRefresh, s.Log))
 	return b.eventful(s, db, nil)
 }
 
@@ -499,8 +564,10 @@ func (b *builder) orders() (*host.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Workers = append(s.Workers, runner.Run, func(ctx context.Context) {
-		if err := orderevents.Consume(ctx, broker, in, svc, proj, s.Log); err != nil {
+	s.Workers = append(s.Workers, runner.Run)
+	sub := subscriber(s, broker)
+	s.Consumers = append(s.Consumers, func(ctx context.Context) {
+		if err := orderevents.Consume(ctx, sub, in, svc, proj, s.Log); err != nil {
 			s.Log.Error("orders stopped consuming", slog.Any("err", err))
 		}
 	})
@@ -509,11 +576,12 @@ func (b *builder) orders() (*host.Service, error) {
 
 func (b *builder) gateway() (*host.Service, error) {
 	log := b.log.With(slog.String("service", "gateway"))
-	proxy, err := gateway.NewProxy(lateResolver{b}, b.cfg.RegistryURL, log)
+	// The proxy and the gateway's own calls share one breaker per upstream.
+	call := b.caller("gateway")
+	proxy, err := gateway.NewProxy(lateResolver{b}, b.cfg.RegistryURL, log, gateway.WithEdges(call.Edges()))
 	if err != nil {
 		return nil, err
 	}
-	call := b.caller("gateway")
 	auditor := func(ctx context.Context, token string) (audit.Report, error) {
 		snap, err := audit.APISource{Caller: call, Token: token}.Snapshot(ctx)
 		if err != nil {
@@ -522,6 +590,7 @@ func (b *builder) gateway() (*host.Service, error) {
 		return audit.Run(snap, time.Now(), audit.DefaultGrace), nil
 	}
 	s := b.service("gateway", gateway.Routes(proxy, auditor, call))
+	s.Routes = gateway.Limit(s.Routes, gateway.NewLimits(gateway.LimitOptions{RPS: b.cfg.RateLimitRPS, Burst: b.cfg.RateLimitBurst}))
 	s.Verifier = b.remoteVerifier("gateway")
 	s.Health.Add("registry", func(ctx context.Context) error {
 		_, err := b.regClient.Services(ctx)

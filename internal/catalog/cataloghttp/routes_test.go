@@ -12,7 +12,9 @@ import (
 	"github.com/microshop/microshop/internal/catalog/catalogdb"
 	"github.com/microshop/microshop/internal/catalog/cataloghttp"
 	"github.com/microshop/microshop/internal/contract/contracttest"
+	"github.com/microshop/microshop/internal/fault"
 	"github.com/microshop/microshop/internal/inbox"
+	"github.com/microshop/microshop/internal/resilience"
 	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
@@ -39,6 +41,8 @@ func routes(t *testing.T) *http.ServeMux {
 	db := sqldbtest.OpenMessaging(t, "catalog", catalogdb.Migrations)
 	mux := cataloghttp.Routes(catalog.NewService(catalogdb.New(db)))
 	inbox.Mount(mux, inbox.New(db, "catalog", nil))
+	resilience.Mount(mux, resilience.NewEdges("catalog", resilience.DefaultPolicy(), nil))
+	fault.Mount(mux, fault.New("catalog"))
 	return mux
 }
 
@@ -265,15 +269,18 @@ func TestListBadLimits(t *testing.T) {
 }
 
 // service is the catalog as the contract checks see it. Its surface is
-// routes.go, the dead-letter admin routes inbox.Mount adds, and the ops
-// endpoints host adds to every service.
+// routes.go, the dead-letter admin routes inbox.Mount adds, the fault routes
+// fault.Mount adds, and the ops endpoints host adds to every service.
 var service = contracttest.Service{
 	Name:    "catalog",
 	OpenAPI: cataloghttp.OpenAPI,
 	Routes:  routes,
 	Surface: []string{
 		"GET /api/v1/admin/dlq",
+		"GET /api/v1/admin/resilience",
 		"POST /api/v1/admin/dlq/{id}/replay",
+		"GET /api/v1/admin/faults",
+		"PUT /api/v1/admin/faults",
 		"GET /api/v1/products",
 		"POST /api/v1/products",
 		"GET /api/v1/products/{id}",
@@ -286,7 +293,7 @@ var service = contracttest.Service{
 	},
 	Public:     []string{"/api/v1/products"},
 	Authorized: contracttest.Get{Role: auth.RoleAdmin, Path: "/api/v1/products"},
-	Closed:     []string{"NewProduct", "PriceChange"},
+	Closed:     []string{"NewProduct", "PriceChange", "FaultSettings"},
 }
 
 // TestOpenAPIDescribesExactlyTheRoutes keeps the document and the routes

@@ -11,10 +11,12 @@ import (
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/contract/contracttest"
+	"github.com/microshop/microshop/internal/fault"
 	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/inventory"
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
+	"github.com/microshop/microshop/internal/resilience"
 	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
@@ -41,6 +43,8 @@ func routes(t *testing.T) *http.ServeMux {
 	db := sqldbtest.OpenMessaging(t, "inventory", inventorydb.Migrations)
 	mux := inventoryhttp.Routes(inventory.NewService(inventorydb.New(db)))
 	inbox.Mount(mux, inbox.New(db, "inventory", nil))
+	resilience.Mount(mux, resilience.NewEdges("inventory", resilience.DefaultPolicy(), nil))
+	fault.Mount(mux, fault.New("inventory"))
 	return mux
 }
 
@@ -430,15 +434,18 @@ func TestCommitReleaseRefuseBadOrderID(t *testing.T) {
 }
 
 // service is the inventory as the contract checks see it. Its surface is
-// routes.go, the dead-letter admin routes inbox.Mount adds, and the ops
-// endpoints host adds to every service.
+// routes.go, the dead-letter admin routes inbox.Mount adds, the fault routes
+// fault.Mount adds, and the ops endpoints host adds to every service.
 var service = contracttest.Service{
 	Name:    "inventory",
 	OpenAPI: inventoryhttp.OpenAPI,
 	Routes:  routes,
 	Surface: []string{
 		"GET /api/v1/admin/dlq",
+		"GET /api/v1/admin/resilience",
 		"POST /api/v1/admin/dlq/{id}/replay",
+		"GET /api/v1/admin/faults",
+		"PUT /api/v1/admin/faults",
 		"GET /api/v1/inventory",
 		"GET /api/v1/inventory/reservations",
 		"GET /api/v1/inventory/{product_id}",
@@ -452,7 +459,7 @@ var service = contracttest.Service{
 		"GET /metrics",
 	},
 	Authorized: contracttest.Get{Role: auth.RoleAdmin, Path: "/api/v1/inventory"},
-	Closed:     []string{"StockChange", "ReserveRequest", "ItemRequest"},
+	Closed:     []string{"StockChange", "ReserveRequest", "ItemRequest", "FaultSettings"},
 }
 
 // TestOpenAPIDescribesExactlyTheRoutes keeps the document and the routes in

@@ -131,7 +131,10 @@ func apply(svc *payments.Service) inbox.Func {
 }
 
 // The payloads as payments reads them: only the fields it uses, so that
-// their producers may add others.
+// their producers may add others. A charge asked for by an event declines
+// when the card provider cannot answer after its bounded tries: the saga
+// then compensates and the order ends, rather than the event waiting in
+// the dead letters for a replay.
 
 // orderCreated is what payments reads of OrderCreated.
 type orderCreated struct {
@@ -146,7 +149,7 @@ type orderCreated struct {
 func (p orderCreated) charge() payments.ChargeRequest {
 	return payments.ChargeRequest{
 		OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.TotalCents, Currency: p.Currency,
-		CardToken: p.CardToken, Saga: p.Saga,
+		CardToken: p.CardToken, Saga: p.Saga, DeclineWhenUnavailable: true,
 	}
 }
 
@@ -163,7 +166,7 @@ type chargeCommand struct {
 func (p chargeCommand) charge() payments.ChargeRequest {
 	return payments.ChargeRequest{
 		OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.AmountCents, Currency: p.Currency,
-		CardToken: p.CardToken, Saga: p.Saga,
+		CardToken: p.CardToken, Saga: p.Saga, DeclineWhenUnavailable: true,
 	}
 }
 

@@ -12,11 +12,13 @@ import (
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/contract/contracttest"
+	"github.com/microshop/microshop/internal/fault"
 	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
 	"github.com/microshop/microshop/internal/payments/paymenthttp"
 	"github.com/microshop/microshop/internal/payments/simprovider"
+	"github.com/microshop/microshop/internal/resilience"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
@@ -42,11 +44,17 @@ func newDB(t *testing.T) *sqldb.DB {
 }
 
 // routesOn is the payments mux as the shop builds it: the service's routes
-// over db with provider, and the dead-letter admin routes of a real inbox
-// over the same database.
+// over db with provider, the dead-letter admin routes of a real inbox over
+// the same database, the fault routes, and the provider's mode switch when
+// it is the simulated one.
 func routesOn(db *sqldb.DB, provider payments.Provider) *http.ServeMux {
 	mux := paymenthttp.Routes(payments.NewService(paymentdb.New(db), provider))
 	inbox.Mount(mux, inbox.New(db, "payments", nil))
+	resilience.Mount(mux, resilience.NewEdges("payments", resilience.DefaultPolicy(), nil))
+	fault.Mount(mux, fault.New("payments"))
+	if sim, ok := provider.(*simprovider.Provider); ok {
+		paymenthttp.MountProvider(mux, sim)
+	}
 	return mux
 }
 

@@ -9,7 +9,8 @@ import (
 )
 
 // service is the payments service as the contract checks see it. Its surface
-// is routes.go, the dead-letter admin routes inbox.Mount adds, and the ops
+// is routes.go (with the provider's mode switch), the dead-letter admin
+// routes inbox.Mount adds, the fault routes fault.Mount adds, and the ops
 // endpoints host adds to every service.
 var service = contracttest.Service{
 	Name:    "payments",
@@ -17,7 +18,12 @@ var service = contracttest.Service{
 	Routes:  newRoutes,
 	Surface: []string{
 		"GET /api/v1/admin/dlq",
+		"GET /api/v1/admin/resilience",
 		"POST /api/v1/admin/dlq/{id}/replay",
+		"GET /api/v1/admin/faults",
+		"PUT /api/v1/admin/faults",
+		"GET /api/v1/admin/provider",
+		"PUT /api/v1/admin/provider",
 		"GET /api/v1/payments",
 		"POST /internal/v1/cards",
 		"POST /internal/v1/charges",
@@ -28,7 +34,7 @@ var service = contracttest.Service{
 		"GET /metrics",
 	},
 	Authorized: contracttest.Get{Role: auth.RoleCustomer, Path: "/api/v1/payments"},
-	Closed:     []string{"ChargeRequest", "CardRequest"},
+	Closed:     []string{"ChargeRequest", "CardRequest", "FaultSettings", "ProviderModeRequest"},
 }
 
 // TestOpenAPIDescribesTheRoutes checks that the document is valid OpenAPI

@@ -1,6 +1,7 @@
 // Package paymenthttp is the payments service's HTTP API: the public read of
-// payments, the internal exchange of a card for a token, and the internal
-// charge and refund calls of the checkout saga.
+// payments, the internal exchange of a card for a token, the internal
+// charge and refund calls of the checkout saga, and the admin switch of the
+// simulated provider's mode.
 package paymenthttp
 
 import (
@@ -26,6 +27,16 @@ func Routes(svc *payments.Service) *http.ServeMux {
 	mux.HandleFunc("POST /internal/v1/charges/{order_id}/refund", h.refund)
 	mux.HandleFunc("GET /openapi.yaml", serveOpenAPI)
 	return mux
+}
+
+// MountProvider adds to mux the admin routes that read and switch the
+// simulated card provider's mode, to inject faults into charges. The shop
+// mounts them on Routes' mux when payments charges through simprovider; a
+// real provider has no such switch.
+func MountProvider(mux *http.ServeMux, p ProviderModes) {
+	h := &providerHandlers{p: p}
+	mux.HandleFunc("GET /api/v1/admin/provider", h.get)
+	mux.HandleFunc("PUT /api/v1/admin/provider", h.put)
 }
 
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {

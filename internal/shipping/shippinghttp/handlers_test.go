@@ -8,7 +8,9 @@ import (
 
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/contract/contracttest"
+	"github.com/microshop/microshop/internal/fault"
 	"github.com/microshop/microshop/internal/inbox"
+	"github.com/microshop/microshop/internal/resilience"
 	"github.com/microshop/microshop/internal/shipping"
 	"github.com/microshop/microshop/internal/shipping/shipmentdb"
 	"github.com/microshop/microshop/internal/shipping/shippinghttp"
@@ -32,6 +34,8 @@ func newRoutes(t *testing.T) *http.ServeMux {
 	db := newDB(t)
 	mux := shippinghttp.Routes(shipping.NewService(shipmentdb.New(db)))
 	inbox.Mount(mux, inbox.New(db, "shipping", nil))
+	resilience.Mount(mux, resilience.NewEdges("shipping", resilience.DefaultPolicy(), nil))
+	fault.Mount(mux, fault.New("shipping"))
 	return mux
 }
 

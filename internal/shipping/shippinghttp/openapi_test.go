@@ -9,15 +9,18 @@ import (
 )
 
 // service is the shipping service as the contract checks see it. Its surface
-// is routes.go, the dead-letter admin routes inbox.Mount adds, and the ops
-// endpoints host adds to every service.
+// is routes.go, the dead-letter admin routes inbox.Mount adds, the fault routes
+// fault.Mount adds, and the ops endpoints host adds to every service.
 var service = contracttest.Service{
 	Name:    "shipping",
 	OpenAPI: shippinghttp.OpenAPI,
 	Routes:  newRoutes,
 	Surface: []string{
 		"GET /api/v1/admin/dlq",
+		"GET /api/v1/admin/resilience",
 		"POST /api/v1/admin/dlq/{id}/replay",
+		"GET /api/v1/admin/faults",
+		"PUT /api/v1/admin/faults",
 		"GET /api/v1/shipments",
 		"POST /internal/v1/shipments",
 		"POST /internal/v1/shipments/{order_id}/cancel",
@@ -27,7 +30,7 @@ var service = contracttest.Service{
 		"GET /metrics",
 	},
 	Authorized: contracttest.Get{Role: auth.RoleCustomer, Path: "/api/v1/shipments"},
-	Closed:     []string{"Address", "ScheduleRequest"},
+	Closed:     []string{"Address", "ScheduleRequest", "FaultSettings"},
 }
 
 // TestOpenAPIDescribesTheRoutes checks that the document is valid OpenAPI

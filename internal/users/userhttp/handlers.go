@@ -2,6 +2,7 @@ package userhttp
 
 import (
 	"encoding/json"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -14,7 +15,7 @@ import (
 
 type handlers struct {
 	svc  *users.Service
-	jwks func() auth.JWKS
+	keys KeyRing
 }
 
 // userV1 is the v1 view of a user: no email.
@@ -152,7 +153,30 @@ func acceptsV2(accept string) bool {
 	return false
 }
 
-func (h *handlers) keys(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	web.JSON(w, http.StatusOK, h.jwks())
+// jwks publishes the public keys of the ring: current, next and previous.
+// Caches may keep the set a short while only: a rotation publishes a new
+// next key that verifiers must see before it signs.
+func (h *handlers) jwks(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=10")
+	web.JSON(w, http.StatusOK, h.keys.JWKS())
+}
+
+// rotate moves the key ring one step (admin): the next key signs from now
+// on, the current one keeps verifying the tokens it signed until they
+// expire, and a new next key is published. 409 while the next key is too
+// new for every verifier to know it.
+func (h *handlers) rotate(w http.ResponseWriter, r *http.Request) {
+	p, err := auth.Admin(r.Context())
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	st, err := h.keys.Rotate(r.Context())
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.LoggerFrom(r.Context()).InfoContext(r.Context(), "signing keys rotated",
+		slog.String("by", p.Subject), slog.String("current", st.Current), slog.String("next", st.Next))
+	web.JSON(w, http.StatusOK, st)
 }

@@ -43,7 +43,7 @@ func newAPI(t *testing.T) api {
 	svc := &host.Service{
 		Name:     "users",
 		Log:      slog.New(slog.DiscardHandler),
-		Routes:   userhttp.Routes(users.NewService(userdb.New(db), signer), signer.JWKS),
+		Routes:   userhttp.Routes(users.NewService(userdb.New(db), signer), signer),
 		Health:   web.NewHealth(),
 		Metrics:  web.NewMetrics("users"),
 		Verifier: auth.NewVerifier(signer),
@@ -341,12 +341,14 @@ func TestJWKSVerifiesTheTokensLoginIssues(t *testing.T) {
 	if err := json.Unmarshal(got.body, &set); err != nil {
 		t.Fatalf("jwks %s: %v", got.body, err)
 	}
-	if len(set.Keys) != 1 {
-		t.Fatalf("jwks has %d keys, want 1", len(set.Keys))
+	ring := a.signer.State()
+	if len(set.Keys) != 2 || set.Keys[0].Kid != ring.Current || set.Keys[1].Kid != ring.Next {
+		t.Fatalf("jwks = %+v, want the current key %s and the next one %s", set.Keys, ring.Current, ring.Next)
 	}
-	k := set.Keys[0]
-	if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Alg != "EdDSA" || k.Use != "sig" || k.Kid == "" || k.X == "" {
-		t.Errorf("key = %+v, want an Ed25519 signing key with kid", k)
+	for _, k := range set.Keys {
+		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Alg != "EdDSA" || k.Use != "sig" || k.Kid == "" || k.X == "" {
+			t.Errorf("key = %+v, want an Ed25519 signing key with kid", k)
+		}
 	}
 	if strings.Contains(string(got.body), `"d"`) {
 		t.Errorf("jwks carries a private part: %s", got.body)
