@@ -122,12 +122,28 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 		return def
 	}
 	var errs []error
+	// secret reads a secret from KEY, or from the file KEY_FILE names (a
+	// Kubernetes Secret mounted as a file), never both.
+	secret := func(key string) Secret {
+		v, path := get(key, ""), get(key+"_FILE", "")
+		switch {
+		case v != "" && path != "":
+			errs = append(errs, fmt.Errorf("%s and %s_FILE are both set: choose one", key, key))
+		case path != "":
+			b, err := os.ReadFile(path)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", key, err))
+			}
+			v = strings.TrimRight(string(b), "\r\n")
+		}
+		return Secret(v)
+	}
 	c := Config{
 		Addr:            get("MICROSHOP_ADDR", "127.0.0.1:8080"),
 		RegistryAddr:    get("MICROSHOP_REGISTRY_ADDR", "127.0.0.1:8090"),
 		DataDir:         get("MICROSHOP_DATA_DIR", "./data"),
 		AdminEmail:      get("MICROSHOP_ADMIN_EMAIL", "admin@microshop.local"),
-		AdminPassword:   Secret(get("MICROSHOP_ADMIN_PASSWORD", "")),
+		AdminPassword:   secret("MICROSHOP_ADMIN_PASSWORD"),
 		SagaMode:        get("MICROSHOP_SAGA_MODE", SagaOrchestration),
 		BrokerURL:       get("MICROSHOP_BROKER_URL", ""),
 		BrokerAddr:      get("MICROSHOP_BROKER_ADDR", "127.0.0.1:4223"),

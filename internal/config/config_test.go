@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,25 @@ func TestBrokerPasswordIsRedacted(t *testing.T) {
 		if strings.Contains(a.Value.String(), "hunter2") {
 			t.Errorf("attribute %s shows the broker password", a.Key)
 		}
+	}
+}
+
+func TestSecretsFromFiles(t *testing.T) {
+	path := t.TempDir() + "/admin-password"
+	if err := os.WriteFile(path, []byte("from-a-mounted-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(env(map[string]string{"MICROSHOP_ADMIN_PASSWORD_FILE": path}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.AdminPassword.Reveal(); got != "from-a-mounted-secret" {
+		t.Errorf("password = %q, want the file's content without its newline", got)
+	}
+	if _, err := Load(env(map[string]string{"MICROSHOP_ADMIN_PASSWORD_FILE": path, "MICROSHOP_ADMIN_PASSWORD": "also-set-here"}), nil); err == nil {
+		t.Error("both the value and the file accepted")
+	}
+	if _, err := Load(env(map[string]string{"MICROSHOP_ADMIN_PASSWORD_FILE": path + ".missing"}), nil); err == nil || !strings.Contains(err.Error(), "MICROSHOP_ADMIN_PASSWORD_FILE") {
+		t.Errorf("missing file: %v, want an error naming the setting", err)
 	}
 }
