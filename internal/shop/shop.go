@@ -373,7 +373,7 @@ func (b *builder) messaging(s *host.Service, db *sqldb.DB, relayOpts outbox.Opti
 	// within it.
 	relayOpts.Lease = 5 * time.Second
 	b.failpoint(s.Name, &relayOpts)
-	relay := outbox.NewRelay(db, broker, s.Log.With(slog.String("component", "relay")), relayOpts)
+	relay := outbox.NewRelay(db, guardedPublisher{edge: b.caller(s.Name).Edges().Edge("broker"), pub: broker}, s.Log.With(slog.String("component", "relay")), relayOpts)
 	db.OnCommit(relay.Wake)
 	in := inbox.New(db, s.Name, s.Log.With(slog.String("component", "inbox")))
 	s.Metrics.Registry.MustRegister(relay.Collectors()...)
@@ -610,4 +610,38 @@ func (b *builder) banner() {
 			fmt.Fprintf(b.stdout, "  %-10s http://%s\n", name, addr)
 		}
 	}
+}
+
+// guardedPublisher sends a service's events to the broker through the
+// service's "broker" edge: the same breaker and bulkhead as its calls to
+// other services, so an unreachable broker is failed fast while the relay
+// backs off, and shows on /api/v1/admin/resilience like any other edge.
+type guardedPublisher struct {
+	edge *resilience.Edge
+	pub  bus.Publisher
+}
+
+func (g guardedPublisher) Publish(ctx context.Context, e event.Event) error {
+	leave, err := g.edge.Enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	done, err := g.edge.Try()
+	if err != nil {
+		return err
+	}
+	g.edge.Attempted()
+	err = g.pub.Publish(ctx, e)
+	switch {
+	case err == nil:
+		done(resilience.Success)
+	case ctx.Err() != nil, errors.Is(err, rabbitbus.ErrUnroutable):
+		// A caller that gave up, or a broker that answered "no queue yet"
+		// (a consumer not yet bound at start-up), says nothing of its health.
+		done(resilience.Ignored)
+	default:
+		done(resilience.Failure)
+	}
+	return err
 }
