@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	_ "modernc.org/sqlite"
 )
 
 var address = map[string]string{"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}
@@ -21,6 +24,8 @@ const (
 	goodCard     = "4242424242424242"
 	declinedCard = "4000000000000002"
 )
+
+var traceparent = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-01$`)
 
 func orderBody(productID string, qty int, card string) map[string]any {
 	return map[string]any{
@@ -137,6 +142,18 @@ func TestShop(t *testing.T) {
 		if r.Header.Get("X-Request-Id") == "" {
 			t.Error("no X-Request-Id")
 		}
+		// W3C trace context: version-traceid-spanid-flags, the trace sampled.
+		for _, res := range []response{r, c.must(200, "GET", "/api/v1/products", "", nil)} {
+			if tp := res.Header.Get("Traceparent"); !traceparent.MatchString(tp) {
+				t.Errorf("traceparent %q is not W3C trace context", tp)
+			}
+		}
+		// A caller's trace is continued, not replaced.
+		const caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		got := c.must(200, "GET", "/api/v1/products", "", nil, "traceparent", caller).Header.Get("Traceparent")
+		if !strings.HasPrefix(got, "00-4bf92f3577b34da6a3ce929d0e0e4736-") {
+			t.Errorf("traceparent %q does not continue the caller's trace", got)
+		}
 		if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
 			t.Errorf("content type = %q", ct)
 		}
@@ -233,6 +250,7 @@ func TestShop(t *testing.T) {
 		began := time.Now()
 		o := placeAndWait(t, c, alice, orderBody(mug.ID, 3, goodCard))
 		t.Logf("checkout from POST to COMPLETED seen: %v (polling every 20 ms)", time.Since(began).Round(time.Millisecond))
+		checkTraceCrossesTheBroker(t, dir, o["id"].(string))
 		if o["status"] != "COMPLETED" || o["saga"] != "orchestration" || o["total_cents"] != float64(3*1299) || o["user_id"] != aliceID {
 			t.Fatalf("order = %v", o)
 		}
@@ -801,5 +819,30 @@ func ordersOf(t *testing.T, c *client, admin, userID string) int {
 			return n
 		}
 		after = page.Next
+	}
+}
+
+// checkTraceCrossesTheBroker reads the order's OrderCreated from the orders
+// service's outbox and checks it carries the trace of the request that
+// placed it, so the consumers' work joins that trace.
+func checkTraceCrossesTheBroker(t *testing.T, dataDir, orderID string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "orders.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var envelope string
+	if err := db.QueryRow(`SELECT envelope FROM outbox WHERE type = 'OrderCreated' AND envelope LIKE ?`, "%"+orderID+"%").Scan(&envelope); err != nil {
+		t.Fatalf("reading the OrderCreated of %s: %v", orderID, err)
+	}
+	var e struct {
+		TraceParent string `json:"traceparent"`
+	}
+	if err := json.Unmarshal([]byte(envelope), &e); err != nil {
+		t.Fatal(err)
+	}
+	if !traceparent.MatchString(e.TraceParent) {
+		t.Errorf("OrderCreated carries traceparent %q, want the placing request's trace", e.TraceParent)
 	}
 }

@@ -97,9 +97,13 @@ type Config struct {
 	// address.
 	RateLimitRPS   float64
 	RateLimitBurst int
-	LogLevel       slog.Level
-	LogFormat      string // json or text
-	Services       map[string]Service
+	// OTLPEndpoint is where spans are exported over OTLP/HTTP, e.g.
+	// http://127.0.0.1:4318 (Jaeger, an OpenTelemetry Collector); empty:
+	// traces are made and propagated but not exported.
+	OTLPEndpoint string
+	LogLevel     slog.Level
+	LogFormat    string // json or text
+	Services     map[string]Service
 	// Resilience guards every call from one service to another.
 	Resilience Resilience
 }
@@ -149,6 +153,7 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 		BrokerAddr:      get("MICROSHOP_BROKER_ADDR", "127.0.0.1:4223"),
 		BrokerNamespace: get("MICROSHOP_BROKER_NAMESPACE", ""),
 		Failpoint:       get("MICROSHOP_FAILPOINT", ""),
+		OTLPEndpoint:    strings.TrimRight(get("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "/"),
 		LogFormat:       get("LOG_FORMAT", ""),
 		Services:        map[string]Service{},
 	}

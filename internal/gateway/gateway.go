@@ -71,6 +71,8 @@ type Proxy struct {
 	log         *slog.Logger
 	edges       *resilience.Edges // a breaker and a bulkhead per upstream
 	stale       *staleCache       // the last good copy of each product
+
+	wrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 type targetKey struct{}
@@ -93,8 +95,12 @@ func NewProxy(resolver Resolver, registryURL string, log *slog.Logger, opts ...O
 	tr.MaxIdleConnsPerHost = 256
 	tr.IdleConnTimeout = 30 * time.Second
 	tr.ResponseHeaderTimeout = 25 * time.Second
+	var rt http.RoundTripper = tr
+	if p.wrapTransport != nil {
+		rt = p.wrapTransport(rt)
+	}
 	p.rp = &httputil.ReverseProxy{
-		Transport: tr,
+		Transport: rt,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			target := pr.In.Context().Value(targetKey{}).(*url.URL)
 			pr.SetURL(target)

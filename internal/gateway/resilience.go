@@ -22,6 +22,11 @@ import (
 // Option changes how NewProxy builds a proxy.
 type Option func(*Proxy)
 
+// WithTransport wraps the proxy's transport, e.g. to trace every forward.
+func WithTransport(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(p *Proxy) { p.wrapTransport = wrap }
+}
+
 // WithEdges guards the proxy's upstreams with edges; the shop shares them
 // with the gateway's own calls, so that one breaker per upstream sees all
 // the gateway's traffic to it. Without it, a proxy has edges of its own

@@ -54,6 +54,8 @@ type Service struct {
 	Faults *fault.Injector
 
 	opsOnce sync.Once
+	// Tracing, when set, traces every request (telemetry.Middleware).
+	Tracing web.Middleware
 }
 
 // Handler returns the service's full HTTP handler: ops endpoints and routes
@@ -68,13 +70,16 @@ func (s *Service) Handler() http.Handler {
 			s.Metrics.Registry.MustRegister(s.Faults.Collectors()...)
 		}
 	})
-	mw := []web.Middleware{
-		web.RequestID(s.Log),
+	mw := []web.Middleware{web.RequestID(s.Log)}
+	if s.Tracing != nil {
+		mw = append(mw, s.Tracing) // after the request id, so its logs carry both
+	}
+	mw = append(mw,
 		web.Recover,
 		web.SecurityHeaders,
 		s.Metrics.Middleware,
 		web.AccessLog,
-	}
+	)
 	if s.Faults != nil {
 		// A dead process answers nothing, so down is decided before any
 		// middleware sees the request; injected latency and errors come

@@ -19,6 +19,7 @@ import (
 
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/telemetry"
 )
 
 // Migrations holds the messaging tables, one folder per SQL dialect: the
@@ -66,7 +67,11 @@ func Add(ctx context.Context, db *sqldb.DB, events ...event.Event) error {
 		return ErrNoTransaction
 	}
 	now := sqldb.Stamp(time.Now())
+	trace := telemetry.TraceParent(ctx) // the work that made the events, carried across the broker
 	for _, e := range events {
+		if e.TraceParent == "" {
+			e.TraceParent = trace
+		}
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("adding event to the outbox: %w", err)
 		}

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/microshop/microshop/internal/audit"
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/bus"
@@ -58,6 +60,7 @@ import (
 	"github.com/microshop/microshop/internal/shipping/shippingevents"
 	"github.com/microshop/microshop/internal/shipping/shippinghttp"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/telemetry"
 	"github.com/microshop/microshop/internal/upstream"
 	"github.com/microshop/microshop/internal/users"
 	"github.com/microshop/microshop/internal/users/userdb"
@@ -223,6 +226,8 @@ type builder struct {
 
 	callersMu sync.Mutex
 	callers   map[string]*upstream.Client // one per service, so one breaker per upstream
+	tracersMu sync.Mutex
+	tracers   map[string]*sdktrace.TracerProvider // one per service
 }
 
 func (b *builder) closeAll() {
@@ -243,6 +248,7 @@ func (b *builder) service(name string, routes *http.ServeMux) *host.Service {
 		RegistryTTL: b.cfg.RegistryTTL,
 		OnListen:    func(addr string) { b.addrs.Store(name, addr) },
 		Services:    b.internalGuard(name),
+		Tracing:     telemetry.Middleware(name, b.tracer(name)),
 	}
 	// Every service's outgoing edges are counted and listed; the gateway
 	// lists them all, its own included, on its own route.
@@ -320,11 +326,40 @@ func (b *builder) caller(name string) *upstream.Client {
 		b.callers = map[string]*upstream.Client{}
 	}
 	log := b.log.With(slog.String("service", name), slog.String("component", "upstream"))
-	cl := upstream.New(name, lateResolver{b}, upstream.WithEdges(resilience.NewEdges(name, b.policy(), log)))
+	tp := b.tracer(name)
+	cl := upstream.New(name, lateResolver{b}, upstream.WithEdges(resilience.NewEdges(name, b.policy(), log)),
+		upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) }))
 	cl.Authorize = b.authorizeInternal(name)
 	b.callers[name] = cl
 	return cl
 }
+
+// tracer returns the tracer provider of the service name: one per service,
+// so every span names the service it was made in, also in one process. It
+// is flushed and shut down with the service's other resources.
+func (b *builder) tracer(name string) *sdktrace.TracerProvider {
+	b.tracersMu.Lock()
+	defer b.tracersMu.Unlock()
+	if tp, ok := b.tracers[name]; ok {
+		return tp
+	}
+	if b.tracers == nil {
+		b.tracers = map[string]*sdktrace.TracerProvider{}
+	}
+	tp, err := telemetry.NewProvider(b.ctx, name, b.cfg.OTLPEndpoint)
+	if err != nil { // only a malformed endpoint fails; trace without exporting
+		b.log.Warn("tracing without an exporter", slog.String("service", name), slog.Any("err", err))
+		tp, _ = telemetry.NewProvider(b.ctx, name, "")
+	}
+	b.tracers[name] = tp
+	b.closers = append(b.closers, closerFunc(func() error { return tp.Shutdown(context.Background()) }))
+	return tp
+}
+
+// closerFunc adapts a function to io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 // policy is how every call between services is guarded, as configured.
 func (b *builder) policy() resilience.Policy {
@@ -578,7 +613,9 @@ func (b *builder) gateway() (*host.Service, error) {
 	log := b.log.With(slog.String("service", "gateway"))
 	// The proxy and the gateway's own calls share one breaker per upstream.
 	call := b.caller("gateway")
-	proxy, err := gateway.NewProxy(lateResolver{b}, b.cfg.RegistryURL, log, gateway.WithEdges(call.Edges()))
+	tp := b.tracer("gateway")
+	proxy, err := gateway.NewProxy(lateResolver{b}, b.cfg.RegistryURL, log, gateway.WithEdges(call.Edges()),
+		gateway.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) }))
 	if err != nil {
 		return nil, err
 	}

@@ -64,6 +64,11 @@ func WithEdges(edges *resilience.Edges) Option {
 	return func(cl *Client) { cl.edges = edges }
 }
 
+// WithTransport wraps the client's transport, e.g. to trace every call.
+func WithTransport(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(cl *Client) { cl.hc.Transport = wrap(cl.hc.Transport) }
+}
+
 // New returns a client for the service named caller.
 func New(caller string, resolver Resolver, opts ...Option) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()

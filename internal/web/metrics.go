@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Metrics records RED metrics (rate, errors, duration) per route of one
@@ -76,6 +77,10 @@ func Routed(mux *http.ServeMux) http.Handler {
 		mux.ServeHTTP(w, r)
 		if route, ok := r.Context().Value(routeKey).(*string); ok {
 			*route = r.Pattern
+		}
+		// The request's span, if traced, is named by its route, not its path.
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() && r.Pattern != "" {
+			span.SetName(r.Pattern)
 		}
 	})
 }
