@@ -75,6 +75,7 @@ func (s *Service) Handler() http.Handler {
 		mw = append(mw, s.Tracing) // after the request id, so its logs carry both
 	}
 	mw = append(mw,
+		web.Deadline, // a caller's budget bounds the work here too
 		web.Recover,
 		web.SecurityHeaders,
 		s.Metrics.Middleware,

@@ -228,6 +228,7 @@ func (cl *Client) send(ctx context.Context, edge *resilience.Edge, addr string, 
 	if id := web.RequestIDFrom(ctx); id != "" {
 		req.Header.Set(web.RequestIDHeader, id)
 	}
+	web.SetDeadline(ctx, req.Header) // the callee works no longer than this caller waits
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
