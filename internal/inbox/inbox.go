@@ -22,11 +22,16 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/microshop/microshop/internal/bus"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/telemetry"
 )
 
 // Func applies one event. It runs with the inbox's transaction in its
@@ -48,6 +53,16 @@ type Inbox struct {
 	applied     *prometheus.CounterVec
 	duplicates  *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
+
+	tracer trace.Tracer // nil: deliveries are not traced
+}
+
+// Trace makes every delivery a consumer span that continues the trace the
+// event carries (its traceparent), so the work an event causes, and the
+// events that work publishes, join the trace of the work that published it.
+// Call it before Handle.
+func (in *Inbox) Trace(tp trace.TracerProvider) {
+	in.tracer = tp.Tracer("github.com/microshop/microshop/internal/inbox")
 }
 
 // New returns the inbox of db, whose messaging migrations must have been
@@ -95,7 +110,21 @@ func (in *Inbox) Handle(group string, h Func) bus.Handler {
 		panic(fmt.Sprintf("inbox: group %q already has a handler", group))
 	}
 	in.handlers[group] = h
-	return func(ctx context.Context, d bus.Delivery) error {
+	tracer := in.tracer
+	return func(ctx context.Context, d bus.Delivery) (err error) {
+		if tracer != nil {
+			parent := telemetry.Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": d.Event.TraceParent})
+			var span trace.Span
+			ctx, span = tracer.Start(parent, group+" "+d.Event.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(attribute.String("messaging.destination.name", d.Event.Topic),
+					attribute.String("messaging.message.id", d.Event.ID), attribute.Int("messaging.attempt", d.Attempt)))
+			defer func() {
+				if err != nil {
+					span.SetStatus(codes.Error, err.Error())
+				}
+				span.End()
+			}()
+		}
 		return in.db.Atomic(ctx, func(ctx context.Context) error {
 			return in.apply(ctx, group, d.Event, h)
 		})

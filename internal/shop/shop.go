@@ -411,6 +411,7 @@ func (b *builder) messaging(s *host.Service, db *sqldb.DB, relayOpts outbox.Opti
 	relay := outbox.NewRelay(db, guardedPublisher{edge: b.caller(s.Name).Edges().Edge("broker"), pub: broker}, s.Log.With(slog.String("component", "relay")), relayOpts)
 	db.OnCommit(relay.Wake)
 	in := inbox.New(db, s.Name, s.Log.With(slog.String("component", "inbox")))
+	in.Trace(b.tracer(s.Name))
 	s.Metrics.Registry.MustRegister(relay.Collectors()...)
 	s.Metrics.Registry.MustRegister(in.Collectors()...)
 	s.Health.Add("broker", broker.Ping)
