@@ -46,6 +46,7 @@ const usage = `microshop is an e-commerce shop made of independent services.
 Usage:
   microshop up                         start the whole shop in this process
   microshop serve --services=a,b       start only the named services
+  microshop load --target URL          send shoppers to a running shop, and report
   microshop help                       show this help
 
 Services: %s.
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return up(ctx, args[1:], getenv, stdout, stderr)
 	case "serve":
 		return serve(ctx, args[1:], getenv, stdout, stderr)
+	case "load":
+		return loadTraffic(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintf(stdout, usage, strings.Join(config.Services, ", "))
 		return nil
