@@ -18,6 +18,7 @@ import (
 
 	"github.com/microshop/microshop/internal/config"
 	"github.com/microshop/microshop/internal/shop"
+	"github.com/microshop/microshop/internal/telemetry"
 )
 
 func main() {
@@ -145,7 +146,8 @@ func setup(envFile string, getenv func(string) string, stderr io.Writer) (config
 	if cfg.LogFormat == "text" || (cfg.LogFormat == "" && isTerminal(stderr)) {
 		h = slog.NewTextHandler(stderr, opts)
 	}
-	log := slog.New(h)
+	// Every line logged in a trace (a request's, an event's) says which.
+	log := slog.New(telemetry.LogHandler(h))
 	log.LogAttrs(context.Background(), slog.LevelInfo, "configuration", cfg.Attrs()...)
 	return cfg, log, nil
 }

@@ -382,6 +382,15 @@ func TestAttacksOnOneShop(t *testing.T) {
 						return fmt.Sprintf("%s %s %s (%s) as %s", where, o.method, path, o.service, who)
 					}
 					switch {
+					case internal && o.service == "gateway":
+						// The gateway's own internal route takes
+						// service tokens only (TestInternalEndpointsAnswerOnlyServices).
+						for who, token := range map[string]string{"bob": bob, "nobody": "", "admin": admin} {
+							if r := try(who, token, forged...); r.Status != 401 {
+								n.escalations++
+								t.Errorf("%s = %d %s, want 401: a service token is required", label(who), r.Status, r.Body)
+							}
+						}
 					case internal:
 						for who, token := range map[string]string{"bob": bob, "nobody": "", "admin": admin} {
 							if r := try(who, token, forged...); r.Status != 404 {

@@ -58,6 +58,9 @@ const (
 type Principal struct {
 	Subject string // the user id, or a service's name
 	Role    string
+	// Expires is when the credential ends; what lasts longer than one
+	// request (a stream) ends with it.
+	Expires time.Time
 }
 
 // IsAdmin reports whether the principal may act on everything.
@@ -153,7 +156,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if c.Subject == "" || (c.Role != RoleCustomer && c.Role != RoleAdmin) {
 		return refuse(errors.New("token lacks subject or role"))
 	}
-	return Principal{Subject: c.Subject, Role: c.Role}, nil
+	p := Principal{Subject: c.Subject, Role: c.Role}
+	if c.ExpiresAt != nil {
+		p.Expires = c.ExpiresAt.Time
+	}
+	return p, nil
 }
 
 // refuse is the one answer to every token that does not pass; the cause is

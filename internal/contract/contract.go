@@ -55,6 +55,14 @@ func title(spec *openapi3.T) string {
 	return spec.Info.Title
 }
 
+func init() {
+	// The console's script, styles and stream are text the documents
+	// describe as strings.
+	for _, ct := range []string{"text/html", "text/javascript", "text/css", "text/event-stream"} {
+		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
+	}
+}
+
 // Check checks one exchange: req with its body reqBody, answered with
 // status, header and respBody. It fails when the route is not documented,
 // when the answer is not one the document gives for that operation and

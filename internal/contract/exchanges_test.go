@@ -17,7 +17,9 @@ import (
 
 	"github.com/microshop/microshop/internal/audit"
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/console"
 	"github.com/microshop/microshop/internal/contract"
+	"github.com/microshop/microshop/internal/discovery"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/gateway"
@@ -341,10 +343,32 @@ func TestGatewayDocumentDescribesTheGatewaysOwnRoutes(t *testing.T) {
 		}
 		return audit.Run(audit.Snapshot{}, time.Now(), audit.DefaultGrace), nil
 	}
-	base, client := serve(t, "gateway", gateway.Routes(proxy, auditor, upstream.New("gateway", downResolver{})), tokens, gateway.OpenAPI)
+	routes := gateway.Routes(proxy, auditor, upstream.New("gateway", downResolver{}))
+	console.New(console.Config{
+		Collector: console.NewCollector(),
+		Services: func(context.Context) ([]discovery.Service, error) {
+			return nil, fail.New(fail.Unavailable, "no registry")
+		},
+		Admin:    routes,
+		Topology: console.NewTopology(console.Nodes),
+	}).Mount(routes)
+	base, client := serve(t, "gateway", routes, tokens, gateway.OpenAPI)
 	admin := tokens.token(t, "admin", auth.RoleAdmin)
 	calls := []call{
 		{method: "GET", path: "/", want: 200},
+		{method: "GET", path: "/console/console.js", want: 200},
+		{method: "GET", path: "/console/console.css", want: 200},
+		{method: "GET", path: "/api/v1/console/topology", token: admin, want: 200},
+		{method: "GET", path: "/api/v1/console/topology", token: tokens.token(t, "ada", auth.RoleCustomer), want: 403},
+		{method: "GET", path: "/api/v1/console/topology", want: 401},
+		{method: "GET", path: "/api/v1/console/stream", want: 401},
+		{method: "GET", path: "/api/v1/console/traces", token: admin, want: 200},
+		{method: "GET", path: "/api/v1/console/traces?limit=0", token: admin, want: 422},
+		{method: "GET", path: "/api/v1/console/traces/4bf92f3577b34da6a3ce929d0e0e4736", token: admin, want: 404},
+		{method: "GET", path: "/api/v1/console/traffic", token: admin, want: 503},
+		{method: "PUT", path: "/api/v1/console/traffic", token: admin, body: `{"rate":0}`, want: 422},
+		{method: "PUT", path: "/api/v1/console/traffic", token: admin, body: `{"rate":5}`, want: 503},
+		{method: "DELETE", path: "/api/v1/console/traffic", token: tokens.token(t, "ada", auth.RoleCustomer), want: 403},
 		{method: "GET", path: "/api/docs", want: 200},
 		{method: "GET", path: "/api/docs/gateway", want: 200},
 		{method: "GET", path: "/api/docs/orders", want: 503},

@@ -17,7 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/microshop/microshop/internal/fail"
+	"github.com/microshop/microshop/internal/telemetry"
 )
 
 // Client talks to a registry over HTTP: it keeps an instance registered and
@@ -111,7 +114,10 @@ func (c *Client) Announce(ctx context.Context, inst Instance, ttl time.Duration)
 	return c.heartbeat(ctx, inst, ttl)
 }
 
+// heartbeat announces or renews inst. Heartbeats are the registry's
+// upkeep, not anyone's work: they run in traces that are not recorded.
 func (c *Client) heartbeat(ctx context.Context, inst Instance, ttl time.Duration) error {
+	ctx = telemetry.Untraced(ctx)
 	body, _ := json.Marshal(Heartbeat{Service: inst.Service, Address: inst.Address, Healthy: inst.Healthy, TTLSeconds: int(ttl / time.Second)})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/instances/"+url.PathEscape(inst.ID), bytes.NewReader(body))
 	if err != nil {
@@ -122,6 +128,7 @@ func (c *Client) heartbeat(ctx context.Context, inst Instance, ttl time.Duration
 }
 
 func (c *Client) deregister(ctx context.Context, id string) error {
+	ctx = telemetry.Untraced(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.base+"/v1/instances/"+url.PathEscape(id), nil)
 	if err != nil {
 		return err
@@ -210,6 +217,8 @@ func (c *Client) send(req *http.Request, out any) error {
 			return fmt.Errorf("authorizing a registry request: %w", err)
 		}
 	}
+	// A lookup made for a request is part of its trace.
+	telemetry.Propagator.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fail.Wrap(fail.Unavailable, err, "registry unreachable")

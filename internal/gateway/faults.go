@@ -14,9 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/microshop/microshop/internal/auth"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/fault"
+	"github.com/microshop/microshop/internal/telemetry"
 	"github.com/microshop/microshop/internal/web"
 )
 
@@ -266,6 +269,9 @@ func (f *faults) do(ctx context.Context, method, target, token string, body, out
 	if id := web.RequestIDFrom(ctx); id != "" {
 		req.Header.Set(web.RequestIDHeader, id)
 	}
+	// The instances asked answer in the admin's trace (or in none, when
+	// the asking is not to be recorded).
+	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := f.hc.Do(req)
 	if err != nil {
 		return fail.Wrap(fail.Unavailable, err, "%s %s: no answer", method, req.URL.Host)

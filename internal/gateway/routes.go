@@ -26,7 +26,8 @@ var Documented = []string{"users", "catalog", "inventory", "orders", "payments",
 type Auditor func(ctx context.Context, token string) (audit.Report, error)
 
 // Routes maps the gateway's whole surface: the route table, the audit, the
-// dead letters of every service, the API documents and the landing page.
+// dead letters of every service and the API documents. The console mounts
+// its page and API beside them.
 func Routes(p *Proxy, auditor Auditor, call Caller) *http.ServeMux {
 	mux := http.NewServeMux()
 	dl := deadLetters{call: call}
@@ -82,7 +83,6 @@ func Routes(p *Proxy, auditor Auditor, call Caller) *http.ServeMux {
 			web.Error(w, r, fail.New(fail.NotFound, "no API document for %q", service))
 		}
 	})
-	mux.HandleFunc("GET /{$}", serveHome)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, fail.New(fail.NotFound, "no route for %s", r.URL.Path))
 	})

@@ -36,6 +36,9 @@ type Service struct {
 	Metrics  *web.Metrics
 	Verifier *auth.Verifier        // nil: tokens are not checked here
 	Services *auth.ServiceVerifier // checks service tokens on internal paths (see ServiceOnly); nil: not checked
+	// Internal, when set, names the paths that take service tokens instead
+	// of every internal path (see ServiceOnlyOn).
+	Internal func(path string) bool
 	Workers  []Worker
 	// Consumers are background loops that run for the service's whole life,
 	// never restarted. While Faults has the instance down they must pause
@@ -88,7 +91,11 @@ func (s *Service) Handler() http.Handler {
 		mw = append([]web.Middleware{s.Faults.Gate}, mw...)
 		mw = append(mw, s.Faults.Middleware)
 	}
-	mw = append(mw, ServiceOnly(s.Services))
+	internal := InternalPath
+	if s.Internal != nil {
+		internal = s.Internal
+	}
+	mw = append(mw, ServiceOnlyOn(s.Services, internal))
 	if s.Verifier != nil {
 		mw = append(mw, auth.Authenticate(s.Verifier))
 	}

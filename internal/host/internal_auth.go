@@ -38,12 +38,19 @@ func InternalPath(p string) bool {
 // user's. With a nil v, internal paths are not guarded (tests of one
 // service's routes); the shop always sets one.
 func ServiceOnly(v *auth.ServiceVerifier) web.Middleware {
+	return ServiceOnlyOn(v, InternalPath)
+}
+
+// ServiceOnlyOn is ServiceOnly on the paths guarded says are internal: the
+// gateway routes no internal path to a service, and takes service tokens on
+// its own one alone (where services send the console their spans).
+func ServiceOnlyOn(v *auth.ServiceVerifier, guarded func(path string) bool) web.Middleware {
 	return func(next http.Handler) http.Handler {
 		if v == nil {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !InternalPath(r.URL.Path) {
+			if !guarded(path.Clean("/" + r.URL.Path)) {
 				next.ServeHTTP(w, r)
 				return
 			}

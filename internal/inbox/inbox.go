@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/microshop/microshop/internal/bus"
@@ -32,6 +31,7 @@ import (
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/telemetry"
+	"github.com/microshop/microshop/internal/web"
 )
 
 // Func applies one event. It runs with the inbox's transaction in its
@@ -53,6 +53,7 @@ type Inbox struct {
 	applied     *prometheus.CounterVec
 	duplicates  *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
+	waiting     *waitingCollector
 
 	tracer trace.Tracer // nil: deliveries are not traced
 }
@@ -79,17 +80,24 @@ func New(db *sqldb.DB, service string, log *slog.Logger) *Inbox {
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, []string{"group"})
 	}
-	return &Inbox{
+	in := &Inbox{
 		db: db, log: log, handlers: map[string]Func{},
 		applied:     counter("inbox_applied_total", "Events a consumer group applied."),
 		duplicates:  counter("inbox_duplicates_total", "Deliveries of events a consumer group had already applied, dropped."),
 		deadLetters: counter("dead_letters_total", "Deliveries a consumer group gave up on, stored as dead letters."),
 	}
+	in.waiting = &waitingCollector{in: in, desc: prometheus.NewDesc("dead_letters",
+		"Dead letters stored and not yet replayed, by consumer group: the dead-letter queue as it is now.",
+		[]string{"group"}, labels)}
+	return in
 }
 
-// Collectors returns the inbox's metrics for the service's registry.
+// Collectors returns the inbox's metrics for the service's registry: the
+// counters of applied, duplicate and dead-lettered deliveries, and the
+// dead letters waiting now (read from the database when scraped, so it
+// tells the truth across restarts and replays).
 func (in *Inbox) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{in.applied, in.duplicates, in.deadLetters}
+	return []prometheus.Collector{in.applied, in.duplicates, in.deadLetters, in.waiting}
 }
 
 // Handle returns the bus handler of consumer group: each delivery runs h
@@ -110,10 +118,15 @@ func (in *Inbox) Handle(group string, h Func) bus.Handler {
 		panic(fmt.Sprintf("inbox: group %q already has a handler", group))
 	}
 	in.handlers[group] = h
+	// Every group's series exist from the start, at zero, so that a rate
+	// or an alert over them has something to read before the first event.
+	in.applied.WithLabelValues(group)
+	in.duplicates.WithLabelValues(group)
+	in.deadLetters.WithLabelValues(group)
 	tracer := in.tracer
 	return func(ctx context.Context, d bus.Delivery) (err error) {
 		if tracer != nil {
-			parent := telemetry.Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": d.Event.TraceParent})
+			parent := telemetry.ContextOf(ctx, d.Event.TraceParent)
 			var span trace.Span
 			ctx, span = tracer.Start(parent, group+" "+d.Event.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(attribute.String("messaging.destination.name", d.Event.Topic),
@@ -125,15 +138,76 @@ func (in *Inbox) Handle(group string, h Func) bus.Handler {
 				span.End()
 			}()
 		}
-		return in.db.Atomic(ctx, func(ctx context.Context) error {
-			return in.apply(ctx, group, d.Event, h)
+		// The effect logs, through web.LoggerFrom, as the service's
+		// consumer, in the delivery's trace.
+		ctx = web.WithLogger(ctx, in.log)
+		return in.atomic(ctx, func(ctx context.Context) error {
+			return in.apply(ctx, group, d, h)
 		})
 	}
 }
 
-// apply records e for group in ctx's transaction and runs h, unless the
-// group has applied e already.
-func (in *Inbox) apply(ctx context.Context, group string, e event.Event, h Func) error {
+// atomic runs fn in one transaction, as the unit of work of a delivery or
+// a replay, and runs what fn left for AfterCommit once, and only once, that
+// transaction has committed.
+func (in *Inbox) atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	after := &afterCommit{}
+	if err := in.db.Atomic(context.WithValue(ctx, afterCommitKey{}, after), fn); err != nil {
+		return err
+	}
+	after.run()
+	return nil
+}
+
+type afterCommitKey struct{}
+
+// afterCommit holds the functions a delivery's effect left to run once its
+// transaction has committed.
+type afterCommit struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (a *afterCommit) add(fn func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fns = append(a.fns, fn)
+}
+
+func (a *afterCommit) run() {
+	a.mu.Lock()
+	fns := a.fns
+	a.fns = nil
+	a.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// AfterCommit runs fn once the transaction of the delivery (or replay)
+// whose effect is running in ctx has committed, and never if it rolls back:
+// for what must follow an effect that stands, once, and that the database
+// cannot hold, such as a metric of what the effect did. A redelivery after
+// a rollback runs the effect, and so its AfterCommit, again; a duplicate
+// delivery runs neither.
+//
+// ctx carrying no delivery, fn runs at once: the caller is not in an
+// event's effect, and must call AfterCommit only after its own work has
+// committed (as a request handler's store call has, once it returns).
+// Register fn once the effect is sure: a savepoint the effect rolls back
+// and carries on from does not take back what it registered.
+func AfterCommit(ctx context.Context, fn func()) {
+	if a, ok := ctx.Value(afterCommitKey{}).(*afterCommit); ok {
+		a.add(fn)
+		return
+	}
+	fn()
+}
+
+// apply records d's event for group in ctx's transaction and runs h,
+// unless the group has applied it already.
+func (in *Inbox) apply(ctx context.Context, group string, d bus.Delivery, h Func) error {
+	e := d.Event
 	if err := e.Validate(); err != nil {
 		// Without an id there is nothing to deduplicate by; the broker
 		// retries and, in the end, dead-letters it.
@@ -151,13 +225,21 @@ func (in *Inbox) apply(ctx context.Context, group string, e event.Event, h Func)
 	}
 	if n == 0 {
 		in.duplicates.WithLabelValues(group).Inc()
+		in.log.DebugContext(ctx, "event already applied; dropped", eventAttrs(group, d)...)
 		return nil
 	}
 	if err := h(ctx, e); err != nil {
 		return fmt.Errorf("applying %s %s for %s: %w", e.Type, e.ID, group, err)
 	}
 	in.applied.WithLabelValues(group).Inc()
+	in.log.DebugContext(ctx, "event applied", eventAttrs(group, d)...)
 	return nil
+}
+
+// eventAttrs say which delivery a log line is about.
+func eventAttrs(group string, d bus.Delivery) []any {
+	return []any{slog.String("group", group), slog.String("event_id", d.Event.ID), slog.String("type", d.Event.Type),
+		slog.String("topic", d.Event.Topic), slog.Int("attempt", d.Attempt)}
 }
 
 // DeadLetters returns the dead-letter handler of consumer group: it stores
@@ -166,6 +248,7 @@ func (in *Inbox) apply(ctx context.Context, group string, e event.Event, h Func)
 // keeps the delivery rather than lose it.
 func (in *Inbox) DeadLetters(group string) bus.DeadLetterHandler {
 	return func(ctx context.Context, d bus.Delivery, raw []byte, cause error) error {
+		ctx = telemetry.ContextOf(ctx, d.Event.TraceParent) // its log line is in the trace the event was part of
 		dl := DeadLetter{
 			ID: uuid.Must(uuid.NewV7()).String(), Group: group, Attempts: d.Attempt,
 			Error: "unknown error", CreatedAt: time.Now().UTC(),
@@ -309,8 +392,8 @@ func (in *Inbox) Replay(ctx context.Context, id string) (DeadLetter, error) {
 		return DeadLetter{}, fail.New(fail.Conflict, "no consumer of group %q runs here to replay dead letter %s", dl.Group, id)
 	}
 	now := time.Now().UTC()
-	err = in.db.Atomic(ctx, func(ctx context.Context) error {
-		if err := in.apply(ctx, dl.Group, *dl.Event, h); err != nil {
+	err = in.atomic(ctx, func(ctx context.Context) error {
+		if err := in.apply(ctx, dl.Group, bus.Delivery{Event: *dl.Event, Attempt: dl.Attempts + 1}, h); err != nil {
 			return err
 		}
 		_, err := in.db.ExecContext(ctx, `UPDATE dead_letters SET replayed_at = COALESCE(replayed_at, ?) WHERE id = ?`,
@@ -363,4 +446,63 @@ func scan(s scanner) (DeadLetter, error) {
 		dl.Event = &e
 	}
 	return dl, nil
+}
+
+// waitingCollector measures the dead-letter queue when scraped: the dead
+// letters not yet replayed, per group, with every group this inbox handles
+// present (at zero when it has none), so that "dead_letters > 0" is a rule
+// with something to read.
+type waitingCollector struct {
+	in   *Inbox
+	desc *prometheus.Desc
+}
+
+func (c *waitingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *waitingCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, err := c.in.Waiting(ctx)
+	if err != nil {
+		// A scrape goes on without this one rather than failing whole;
+		// the database's own health check says why.
+		c.in.log.Warn("inbox: counting dead letters failed", slog.Any("err", err))
+		return
+	}
+	c.in.mu.Lock()
+	for group := range c.in.handlers {
+		if _, ok := counts[group]; !ok {
+			counts[group] = 0
+		}
+	}
+	c.in.mu.Unlock()
+	for group, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), group)
+	}
+}
+
+// Waiting counts the dead letters not yet replayed, by consumer group;
+// groups with none are absent.
+func (in *Inbox) Waiting(ctx context.Context) (map[string]int, error) {
+	rows, err := in.db.QueryContext(ctx,
+		`SELECT consumer_group, COUNT(*) FROM dead_letters WHERE replayed_at IS NULL GROUP BY consumer_group`)
+	if err != nil {
+		return nil, fmt.Errorf("counting dead letters: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	for rows.Next() {
+		var (
+			group string
+			n     int
+		)
+		if err := rows.Scan(&group, &n); err != nil {
+			return nil, fmt.Errorf("counting dead letters: %w", err)
+		}
+		counts[group] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("counting dead letters: %w", err)
+	}
+	return counts, nil
 }

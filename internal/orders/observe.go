@@ -43,9 +43,12 @@ func (s *Service) Observe(ctx context.Context, obs Observation) error {
 		t = Transition{Saga: next, Final: next.Progress.Decide()}
 		rec.Step, rec.Result = Step(obs.Kind), "seen"
 	}
-	var events []event.Event
+	var (
+		events []event.Event
+		o      Order
+	)
 	if t.Final != "" {
-		o, err := s.store.Order(ctx, sg.OrderID)
+		o, err = s.store.Order(ctx, sg.OrderID)
 		if err != nil {
 			return err
 		}
@@ -61,6 +64,9 @@ func (s *Service) Observe(ctx context.Context, obs Observation) error {
 	}
 	if err := s.store.Advance(ctx, Guard{Expect: &sg}, t, []StepRecord{rec}, events); err != nil {
 		return err
+	}
+	if t.Final != "" {
+		s.meter.Ended(ctx, o.Saga, t.Final, now.Sub(o.CreatedAt))
 	}
 	if sg.Mode == ModeOrchestration && t.Final == "" {
 		s.wake()

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
@@ -214,6 +215,26 @@ type Store interface {
 	ViewStore
 }
 
+// Meter counts what becomes of orders, for the service's metrics. It is
+// told after the change is stored, with the context of the unit of work
+// that stored it; that work may not have committed yet (an event's effect
+// commits with the event's inbox record, after Observe returns), so a
+// Meter counts once it has, and never for work that rolled back.
+type Meter interface {
+	// Placed counts an order accepted under the saga style saga.
+	Placed(ctx context.Context, saga string)
+	// Ended counts an order that ended final under saga, took after it
+	// was placed. It is told once per order: only the change that ends
+	// an order's saga, which the store makes once, tells it.
+	Ended(ctx context.Context, saga string, final Status, took time.Duration)
+}
+
+// noMeter counts nothing, until Measure is called.
+type noMeter struct{}
+
+func (noMeter) Placed(context.Context, string)                       {}
+func (noMeter) Ended(context.Context, string, Status, time.Duration) {}
+
 // Service applies the orders rules.
 type Service struct {
 	store       Store
@@ -221,6 +242,7 @@ type Service struct {
 	vault       CardVault
 	defaultMode string
 	wake        func()
+	meter       Meter
 	now         func() time.Time
 }
 
@@ -228,8 +250,12 @@ type Service struct {
 // new orders until an admin changes it; wake, called after a saga changed,
 // tells the orchestrator there may be a command to send.
 func NewService(store Store, catalog Catalog, vault CardVault, defaultMode string, wake func()) *Service {
-	return &Service{store: store, catalog: catalog, vault: vault, defaultMode: defaultMode, wake: wake, now: time.Now}
+	return &Service{store: store, catalog: catalog, vault: vault, defaultMode: defaultMode, wake: wake, meter: noMeter{}, now: time.Now}
 }
+
+// Measure makes the service count the orders placed and ended with m.
+// Call it before the service is used.
+func (s *Service) Measure(m Meter) { s.meter = m }
 
 // Place accepts a checkout: it prices the items from the catalog, stores the
 // order with its saga, and returns it PENDING. With an idempotency key, a
@@ -286,7 +312,9 @@ func (s *Service) Place(ctx context.Context, userID, idemKey string, req PlaceRe
 	if err != nil {
 		return Order{}, false, err
 	}
-	if err := s.store.Create(ctx, o, NewSaga(o, token, now), replay, []event.Event{created}); err != nil {
+	sg := NewSaga(o, token, now)
+	sg.TraceParent = traceParent(ctx) // the orchestrator's steps join the trace of this checkout
+	if err := s.store.Create(ctx, o, sg, replay, []event.Event{created}); err != nil {
 		if fail.Is(err, fail.Conflict) && idemKey != "" { // a concurrent retry won the key
 			if o, ok, rerr := s.replay(ctx, userID, idemKey, fingerprint); ok || rerr != nil {
 				return o, ok, rerr
@@ -294,8 +322,26 @@ func (s *Service) Place(ctx context.Context, userID, idemKey string, req PlaceRe
 		}
 		return Order{}, false, err
 	}
+	s.meter.Placed(ctx, o.Saga)
 	s.wake()
 	return o, false, nil
+}
+
+// traceParent is the W3C traceparent of the span in ctx, or "" if it has
+// none: what the saga keeps to run its later steps in the same trace.
+func traceParent(ctx context.Context) string {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier["traceparent"]
+}
+
+// inTrace returns ctx in the trace traceparent names, with its span as the
+// remote parent of the spans started in ctx; ctx as it is if there is none.
+func inTrace(ctx context.Context, traceparent string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
 }
 
 // price returns a product's current price: orders' own copy, kept from the

@@ -8,6 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 )
@@ -27,6 +31,8 @@ type Runner struct {
 	poll        time.Duration
 	wake        chan struct{}
 	now         func() time.Time
+	meter       Meter
+	tracer      trace.Tracer // nil: steps make no spans, but their commands still carry the order's trace
 }
 
 // ReplyDeadline is how long the orchestrator waits for a participant's
@@ -45,7 +51,20 @@ func NewRunner(store Store, log *slog.Logger) *Runner {
 		poll:        250 * time.Millisecond,
 		wake:        make(chan struct{}, 1),
 		now:         time.Now,
+		meter:       noMeter{},
 	}
+}
+
+// Measure makes the runner count with m the orders it ends (those whose
+// step ran out of attempts). Call it before Run.
+func (r *Runner) Measure(m Meter) { r.meter = m }
+
+// Trace makes every step a span in the trace of the order's checkout (the
+// traceparent the saga keeps), so that the command the step sends, and the
+// work that command causes in other services, joins that trace. Call it
+// before Run.
+func (r *Runner) Trace(tp trace.TracerProvider) {
+	r.tracer = tp.Tracer("github.com/microshop/microshop/internal/orders")
 }
 
 // Wake tells the runner there may be new work, without blocking.
@@ -74,9 +93,7 @@ func (r *Runner) Run(ctx context.Context) {
 				slots <- struct{}{}
 				wg.Go(func() {
 					defer func() { <-slots }()
-					if err := r.send(ctx, s); err != nil && ctx.Err() == nil {
-						r.log.Warn("saga step failed", slog.String("order_id", s.OrderID), slog.Any("err", err))
-					}
+					r.run(ctx, s)
 				})
 			}
 			if len(sagas) == free { // there may be more: look again at once
@@ -92,13 +109,40 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// send sends the command of the saga's current step. A saga still awaiting
-// a reply here has missed its deadline: that counts as a failed attempt,
-// which may turn the saga to its compensations or end it.
-func (r *Runner) send(ctx context.Context, s Saga) error {
+// run runs the saga's current step in the trace of the order's checkout: a
+// span (when traced) whose context the command carries across the broker,
+// and in which the step's log lines are written.
+func (r *Runner) run(ctx context.Context, s Saga) {
+	ctx = inTrace(ctx, s.TraceParent)
+	if r.tracer != nil {
+		var span trace.Span
+		ctx, span = r.tracer.Start(ctx, "saga "+string(s.Step), trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(attribute.String("saga.order_id", s.OrderID), attribute.String("saga.step", string(s.Step))))
+		defer span.End()
+	}
+	topic, err := r.send(ctx, s)
+	span := trace.SpanFromContext(ctx)
+	if topic != "" {
+		span.SetAttributes(attribute.String("messaging.destination.name", topic))
+	}
+	if err != nil && ctx.Err() == nil {
+		span.SetStatus(codes.Error, err.Error())
+		r.log.WarnContext(ctx, "saga step failed", slog.String("order_id", s.OrderID), slog.String("step", string(s.Step)), slog.Any("err", err))
+		return
+	}
+	if topic != "" {
+		r.log.DebugContext(ctx, "saga step sent", slog.String("order_id", s.OrderID), slog.String("step", string(s.Step)), slog.String("topic", topic))
+	}
+}
+
+// send sends the command of the saga's current step, and says on which
+// topic it sent what (empty if nothing). A saga still awaiting a reply here
+// has missed its deadline: that counts as a failed attempt, which may turn
+// the saga to its compensations or end it.
+func (r *Runner) send(ctx context.Context, s Saga) (string, error) {
 	o, err := r.store.Order(ctx, s.OrderID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	now := r.now()
 	var recs []StepRecord
@@ -107,17 +151,13 @@ func (r *Runner) send(ctx context.Context, s Saga) error {
 		t := s.Next(Failed, miss, now)
 		recs = append(recs, StepRecord{OrderID: s.OrderID, Step: s.Step, Result: "failed", Detail: miss, At: now.UTC()})
 		if t.Final != "" {
-			ended, err := orderEnded(o, t.Final, t.Saga.Reason, now)
-			if err != nil {
-				return err
-			}
-			return r.store.Advance(ctx, Guard{Owner: r.owner}, t, recs, []event.Event{ended})
+			return r.end(ctx, o, t, recs, now)
 		}
 		s = t.Saga
 	}
 	cmd, err := commandFor(s.Step, o, s.CardToken)
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.Awaiting = true
 	s.NextAt = now.Add(ReplyDeadline + Backoff(s.Attempts))
@@ -125,7 +165,28 @@ func (r *Runner) send(ctx context.Context, s Saga) error {
 	recs = append(recs, StepRecord{OrderID: s.OrderID, Step: s.Step, Result: "sent", Detail: cmd.Topic, At: now.UTC()})
 	err = r.store.Advance(ctx, Guard{Owner: r.owner}, Transition{Saga: s}, recs, []event.Event{cmd})
 	if fail.Is(err, fail.Conflict) {
-		return nil // another runner took it over meanwhile
+		return "", nil // another runner took it over meanwhile
 	}
-	return err
+	if err != nil {
+		return "", err
+	}
+	return cmd.Topic, nil
+}
+
+// end stores the transition that ends the order's saga, with the event that
+// says so, and counts the end once it is stored.
+func (r *Runner) end(ctx context.Context, o Order, t Transition, recs []StepRecord, now time.Time) (string, error) {
+	ended, err := orderEnded(o, t.Final, t.Saga.Reason, now)
+	if err != nil {
+		return "", err
+	}
+	err = r.store.Advance(ctx, Guard{Owner: r.owner}, t, recs, []event.Event{ended})
+	if fail.Is(err, fail.Conflict) {
+		return "", nil // another runner took it over meanwhile
+	}
+	if err != nil {
+		return "", err
+	}
+	r.meter.Ended(ctx, o.Saga, t.Final, now.Sub(o.CreatedAt))
+	return ended.Topic, nil
 }

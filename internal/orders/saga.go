@@ -44,6 +44,10 @@ type Saga struct {
 	CardToken    string   // the payments service's token for the card; dropped after the charge
 	Progress     Progress // what an event-driven saga has seen
 	Done         bool
+	// TraceParent is the W3C trace context of the request that placed the
+	// order: the orchestrator runs each step in a span of that trace, so a
+	// checkout is one trace in every saga style.
+	TraceParent string
 }
 
 // NewSaga returns the saga of a new order, due at once.

@@ -16,6 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/bus"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/sqldb"
+	"github.com/microshop/microshop/internal/telemetry"
 )
 
 // Options tune a Relay. The zero value of each field means its default.
@@ -154,6 +155,17 @@ func (r *Relay) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{r.backlog, r.published, r.failures}
 }
 
+// failedPublish is the error of a publish that failed: which event, and why.
+type failedPublish struct {
+	event event.Event
+	err   error
+}
+
+func (f failedPublish) Error() string {
+	return "publishing event " + f.event.ID + ": " + f.err.Error()
+}
+func (f failedPublish) Unwrap() error { return f.err }
+
 // crash is a failpoint's error: the relay stops as if the process had died.
 type crash struct{ err error }
 
@@ -184,7 +196,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			failures++
 			wait = r.backoff(failures)
 			wake = nil // a commit must not cut a backoff short, or a broker outage turns into a busy loop
-			r.log.WarnContext(ctx, "outbox relay: pass failed; retrying", slog.Any("err", err),
+			lctx := ctx
+			if f := (failedPublish{}); errors.As(err, &f) {
+				lctx = telemetry.ContextOf(ctx, f.event.TraceParent) // the line is in the trace of the event it could not send
+			}
+			r.log.WarnContext(lctx, "outbox relay: pass failed; retrying", slog.Any("err", err),
 				slog.Int("failures", failures), slog.Duration("retry_in", wait))
 		case n == r.opts.Batch:
 			failures, wait = 0, 0 // there may be more: carry on at once
@@ -295,7 +311,7 @@ func (r *Relay) publish(ctx context.Context, rw row) error {
 			truncate(err.Error(), 1000), rw.seq); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("recording the failure: %w", rerr))
 		}
-		return fmt.Errorf("publishing event %s: %w", rw.event.ID, err)
+		return failedPublish{event: rw.event, err: err}
 	}
 	if f := r.opts.AfterPublish; f != nil {
 		if err := f(rw.event); err != nil {
@@ -307,6 +323,8 @@ func (r *Relay) publish(ctx context.Context, rw row) error {
 		return fmt.Errorf("marking event %s published: %w", rw.event.ID, err)
 	}
 	r.published.Inc()
+	r.log.DebugContext(telemetry.ContextOf(ctx, rw.event.TraceParent), "event published",
+		slog.String("event_id", rw.event.ID), slog.String("type", rw.event.Type), slog.String("topic", rw.event.Topic))
 	return nil
 }
 

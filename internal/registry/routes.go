@@ -53,6 +53,13 @@ func Routes(reg *Registry, requireAdmin Authorizer) *http.ServeMux {
 		}
 		web.JSON(w, http.StatusOK, map[string]any{"services": reg.Services()})
 	})
+	// Prometheus finds what to scrape here. It needs no token, by design:
+	// it lists the addresses of live instances, whose /metrics answer
+	// anyone who can reach them anyway, and a Prometheus server has no
+	// user to sign in as. The gateway does not route it.
+	mux.HandleFunc(PrometheusTargetsPattern, func(w http.ResponseWriter, _ *http.Request) {
+		web.JSON(w, http.StatusOK, PrometheusTargets(reg.Services()))
+	})
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(OpenAPI)
@@ -65,4 +72,32 @@ func nonNil(s []Instance) []Instance {
 		return []Instance{}
 	}
 	return s
+}
+
+// PrometheusTargetsPattern is the route of the Prometheus HTTP service
+// discovery endpoint (http_sd_configs).
+const PrometheusTargetsPattern = "GET /prometheus/targets"
+
+// TargetGroup is one entry of Prometheus HTTP service discovery: addresses
+// to scrape, and the labels their series get.
+type TargetGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// PrometheusTargets lists every live instance as a target of its own,
+// labelled with its service and instance id, in the order of services.
+// Instances not ready are listed too: their /metrics still answer, and say
+// why they are not.
+func PrometheusTargets(services []Service) []TargetGroup {
+	out := []TargetGroup{}
+	for _, s := range services {
+		for _, inst := range s.Instances {
+			out = append(out, TargetGroup{
+				Targets: []string{inst.Address},
+				Labels:  map[string]string{"service": s.Name, "instance_id": inst.ID},
+			})
+		}
+	}
+	return out
 }

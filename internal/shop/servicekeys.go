@@ -34,8 +34,9 @@ func (b *builder) loadServiceKey() error {
 }
 
 // internalGuard is what the service name checks service tokens with on its
-// internal paths. The gateway has none: it routes only public paths, and
-// answers any other with 404, whoever asks.
+// internal paths. The gateway routes none of them, and answers 404 whoever
+// asks, but for its own one (console.OTLPPath), which the gateway's builder
+// guards.
 func (b *builder) internalGuard(name string) *auth.ServiceVerifier {
 	if name == "gateway" {
 		return nil

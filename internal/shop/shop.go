@@ -21,7 +21,11 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/microshop/microshop/internal/audit"
 	"github.com/microshop/microshop/internal/auth"
@@ -32,6 +36,7 @@ import (
 	"github.com/microshop/microshop/internal/catalog/catalogdb"
 	"github.com/microshop/microshop/internal/catalog/cataloghttp"
 	"github.com/microshop/microshop/internal/config"
+	"github.com/microshop/microshop/internal/console"
 	"github.com/microshop/microshop/internal/discovery"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fault"
@@ -47,6 +52,7 @@ import (
 	"github.com/microshop/microshop/internal/orders/orderdb"
 	"github.com/microshop/microshop/internal/orders/orderevents"
 	"github.com/microshop/microshop/internal/orders/orderhttp"
+	"github.com/microshop/microshop/internal/orders/ordermetrics"
 	"github.com/microshop/microshop/internal/outbox"
 	"github.com/microshop/microshop/internal/payments"
 	"github.com/microshop/microshop/internal/payments/paymentdb"
@@ -92,6 +98,11 @@ func Run(ctx context.Context, opt Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := &builder{cfg: opt.Config, log: opt.Log, stdout: opt.Stdout, ctx: ctx}
+	if slices.Contains(opt.Services, "gateway") {
+		// The console lives in the gateway; every span of this process
+		// reaches it straight from the SDK.
+		b.collector = console.NewCollector()
+	}
 	if err := b.loadServiceKey(); err != nil {
 		return err
 	}
@@ -228,6 +239,7 @@ type builder struct {
 	callers   map[string]*upstream.Client // one per service, so one breaker per upstream
 	tracersMu sync.Mutex
 	tracers   map[string]*sdktrace.TracerProvider // one per service
+	collector *console.Collector                  // the console's, when the gateway runs here
 }
 
 func (b *builder) closeAll() {
@@ -334,6 +346,18 @@ func (b *builder) caller(name string) *upstream.Client {
 	return cl
 }
 
+// viewer returns the client the gateway's admin views call services with:
+// the gateway's identity and tracing, and edges of its own, kept out of the
+// listing of the gateway's edges.
+func (b *builder) viewer() *upstream.Client {
+	log := b.log.With(slog.String("service", "gateway"), slog.String("component", "views"))
+	tp := b.tracer("gateway")
+	cl := upstream.New("gateway", lateResolver{b}, upstream.WithEdges(resilience.NewEdges("gateway", b.policy(), log)),
+		upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) }))
+	cl.Authorize = b.authorizeInternal("gateway")
+	return cl
+}
+
 // tracer returns the tracer provider of the service name: one per service,
 // so every span names the service it was made in, also in one process. It
 // is flushed and shut down with the service's other resources.
@@ -351,9 +375,27 @@ func (b *builder) tracer(name string) *sdktrace.TracerProvider {
 		b.log.Warn("tracing without an exporter", slog.String("service", name), slog.Any("err", err))
 		tp, _ = telemetry.NewProvider(b.ctx, name, "")
 	}
+	b.observe(name, tp)
 	b.tracers[name] = tp
 	b.closers = append(b.closers, closerFunc(func() error { return tp.Shutdown(context.Background()) }))
 	return tp
+}
+
+// observe sends the spans of service name to the console: straight from
+// the SDK when the gateway runs in this process, else over OTLP/HTTP to the
+// gateway the registry names, with the service's token.
+func (b *builder) observe(name string, tp *sdktrace.TracerProvider) {
+	if b.collector != nil {
+		tp.RegisterSpanProcessor(b.collector.Processor())
+		return
+	}
+	authorize := b.authorizeInternal(name)
+	exp, err := console.Exporter(b.ctx, lateResolver{b}, func(r *http.Request) error { return authorize(r.Context(), r) })
+	if err != nil {
+		b.log.Warn("the console will not see this process's spans", slog.String("service", name), slog.Any("err", err))
+		return
+	}
+	tp.RegisterSpanProcessor(sdktrace.NewBatchSpanProcessor(exp, sdktrace.WithBatchTimeout(500*time.Millisecond)))
 }
 
 // closerFunc adapts a function to io.Closer.
@@ -374,6 +416,9 @@ func (b *builder) policy() resilience.Policy {
 type lateResolver struct{ b *builder }
 
 func (l lateResolver) Resolve(ctx context.Context, service string) (string, error) {
+	if l.b.regClient == nil {
+		return "", fmt.Errorf("resolving %s: the registry is not known yet", service)
+	}
 	return l.b.regClient.Resolve(ctx, service)
 }
 
@@ -402,13 +447,17 @@ func (b *builder) messaging(s *host.Service, db *sqldb.DB, relayOpts outbox.Opti
 	if err != nil {
 		return nil, nil, err
 	}
+	// Work done for an event (its effect, the relay publishing it) logs in
+	// the event's trace, as a request's work does. The handler is usually
+	// wrapped already (main does it); wrapping is idempotent.
+	s.Log = slog.New(telemetry.LogHandler(s.Log.Handler()))
 	relayOpts.Service = s.Name
 	// A relay renews its lease at every pass (at least once a second), so a
 	// short lease loses little after a crash: the next relay takes over
 	// within it.
 	relayOpts.Lease = 5 * time.Second
 	b.failpoint(s.Name, &relayOpts)
-	relay := outbox.NewRelay(db, guardedPublisher{edge: b.caller(s.Name).Edges().Edge("broker"), pub: broker}, s.Log.With(slog.String("component", "relay")), relayOpts)
+	relay := outbox.NewRelay(db, guardedPublisher{edge: b.caller(s.Name).Edges().Edge("broker"), pub: broker, tracer: b.tracer(s.Name).Tracer("github.com/microshop/microshop/internal/outbox")}, s.Log.With(slog.String("component", "relay")), relayOpts)
 	db.OnCommit(relay.Wake)
 	in := inbox.New(db, s.Name, s.Log.With(slog.String("component", "inbox")))
 	in.Trace(b.tracer(s.Name))
@@ -586,14 +635,19 @@ func (b *builder) orders() (*host.Service, error) {
 	}
 	store := orderdb.New(db)
 	call := b.caller("orders")
-	log := b.log.With(slog.String("service", "orders"))
+	log := slog.New(telemetry.LogHandler(b.log.Handler())).With(slog.String("service", "orders"))
+	meter := ordermetrics.New("orders")
 	runner := orders.NewRunner(store, log.With(slog.String("component", "saga")))
+	runner.Measure(meter)
+	runner.Trace(b.tracer("orders"))
 	svc := orders.NewService(store, orderclient.Catalog{Caller: call}, orderclient.Vault{Caller: call}, b.cfg.SagaMode, runner.Wake)
+	svc.Measure(meter)
 	proj := orders.NewProjector(store)
 	rebuild := func(ctx context.Context) (int, error) {
 		return store.RebuildViews(ctx, func(ctx context.Context, e event.Event) error { return orderevents.Project(ctx, proj, e) })
 	}
 	s := b.service("orders", orderhttp.Routes(svc, orderhttp.Deps{History: store.History, Rebuild: rebuild}))
+	s.Metrics.Registry.MustRegister(meter.Collectors()...)
 	// The outbox is orders' event log, which the read model is rebuilt
 	// from: it is kept.
 	broker, in, err := b.messaging(s, db, outbox.Options{Retention: -1})
@@ -620,15 +674,39 @@ func (b *builder) gateway() (*host.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The admin's views (the audit, every service's dead letters and
+	// breakers) ask every service through edges of their own: watching the
+	// shop, as the console does every second, never trips the breakers that
+	// guard the customers' traffic, even while a service is down.
+	views := b.viewer()
 	auditor := func(ctx context.Context, token string) (audit.Report, error) {
-		snap, err := audit.APISource{Caller: call, Token: token}.Snapshot(ctx)
+		snap, err := audit.APISource{Caller: views, Token: token}.Snapshot(ctx)
 		if err != nil {
 			return audit.Report{}, err
 		}
 		return audit.Run(snap, time.Now(), audit.DefaultGrace), nil
 	}
-	s := b.service("gateway", gateway.Routes(proxy, auditor, call))
-	s.Routes = gateway.Limit(s.Routes, gateway.NewLimits(gateway.LimitOptions{RPS: b.cfg.RateLimitRPS, Burst: b.cfg.RateLimitBurst}))
+	routes := gateway.Routes(proxy, auditor, views)
+	console.New(console.Config{
+		Collector: b.collector,
+		Services:  b.regClient.Services,
+		Admin:     routes,
+		Ask: func(ctx context.Context, service, path, token string, out any) error {
+			return views.Do(ctx, upstream.Call{Service: service, Method: http.MethodGet, Path: path, Token: token, Out: out})
+		},
+		Traffic:  b.traffic(),
+		Topology: console.NewTopology(console.Nodes),
+		Log:      log.With(slog.String("component", "console")),
+	}).Mount(routes)
+	s := b.service("gateway", routes)
+	limited := gateway.Limit(s.Routes, gateway.NewLimits(gateway.LimitOptions{RPS: b.cfg.RateLimitRPS, Burst: b.cfg.RateLimitBurst}))
+	// Spans from services in other processes: an internal path, so only
+	// services with their tokens post there, and it is not rate limited
+	// like a client.
+	limited.Handle("POST "+console.OTLPPath, console.OTLPHandler(b.collector))
+	s.Routes = limited
+	s.Services = b.services
+	s.Internal = func(p string) bool { return p == console.OTLPPath }
 	s.Verifier = b.remoteVerifier("gateway")
 	s.Health.Add("registry", func(ctx context.Context) error {
 		_, err := b.regClient.Services(ctx)
@@ -654,12 +732,30 @@ func (b *builder) banner() {
 // service's "broker" edge: the same breaker and bulkhead as its calls to
 // other services, so an unreachable broker is failed fast while the relay
 // backs off, and shows on /api/v1/admin/resilience like any other edge.
+//
+// Each publish is a producer span in the trace the event carries, and the
+// event goes out carrying that span's context, so that its consumers'
+// spans are the publish's children: request, publish and every consumer
+// are one trace.
 type guardedPublisher struct {
-	edge *resilience.Edge
-	pub  bus.Publisher
+	edge   *resilience.Edge
+	pub    bus.Publisher
+	tracer trace.Tracer
 }
 
-func (g guardedPublisher) Publish(ctx context.Context, e event.Event) error {
+func (g guardedPublisher) Publish(ctx context.Context, e event.Event) (err error) {
+	ctx = telemetry.Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": e.TraceParent})
+	ctx, span := g.tracer.Start(ctx, "publish "+e.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.destination.name", e.Topic), attribute.String("messaging.message.id", e.ID)))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	if tp := telemetry.TraceParent(ctx); tp != "" {
+		e.TraceParent = tp
+	}
 	leave, err := g.edge.Enter()
 	if err != nil {
 		return err

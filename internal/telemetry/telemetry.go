@@ -8,6 +8,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -32,7 +33,10 @@ var Propagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPr
 func NewProvider(ctx context.Context, service, endpoint string) (*sdktrace.TracerProvider, error) {
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", service))),
-		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		// Every trace is kept unless its caller said not to (a traceparent
+		// with the sampled flag off): that is how the console's own polling
+		// stays out of the traffic it draws.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 	}
 	if endpoint != "" {
 		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint+"/v1/traces"))
@@ -51,6 +55,9 @@ func Middleware(service string, tp trace.TracerProvider) web.Middleware {
 	return func(next http.Handler) http.Handler {
 		inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
+			if !trace.SpanContextFromContext(ctx).IsValid() { // an ops path: answered in a trace no one records
+				ctx = Untraced(ctx)
+			}
 			Propagator.Inject(ctx, propagation.HeaderCarrier(w.Header()))
 			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 				log := web.LoggerFrom(ctx).With(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
@@ -61,8 +68,30 @@ func Middleware(service string, tp trace.TracerProvider) web.Middleware {
 		return otelhttp.NewHandler(inner, service,
 			otelhttp.WithTracerProvider(tp),
 			otelhttp.WithPropagators(Propagator),
+			otelhttp.WithFilter(func(r *http.Request) bool { return !OpsPath(r.URL.Path) }),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method })) // named by route once routed
 	}
+}
+
+// OpsPath reports whether p is one of the endpoints that probes and
+// scrapers call every few seconds (/metrics, /healthz, /ready). They are not
+// traced: a trace is the story of work done for a client.
+func OpsPath(p string) bool {
+	return p == "/metrics" || p == "/healthz" || p == "/ready"
+}
+
+// Untraced returns ctx in a new trace that is not sampled: no span is
+// recorded under it, here or in any service it calls, since the sampled flag
+// travels in traceparent. Background work that is not a client's (the
+// console polling the shop for its dashboard) runs in one.
+func Untraced(ctx context.Context) context.Context {
+	var ids [24]byte
+	_, _ = rand.Read(ids[:])
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID(ids[:16]),
+		SpanID:  trace.SpanID(ids[16:]),
+	})
+	return trace.ContextWithSpanContext(ctx, sc)
 }
 
 // Transport wraps base so that every outgoing request is a client span

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,9 +79,15 @@ func Routed(mux *http.ServeMux) http.Handler {
 		if route, ok := r.Context().Value(routeKey).(*string); ok {
 			*route = r.Pattern
 		}
-		// The request's span, if traced, is named by its route, not its path.
+		// The request's span, if traced, is named by its method and route,
+		// not its path: "POST /api/v1/orders", whether the pattern named
+		// the method or not.
 		if span := trace.SpanFromContext(r.Context()); span.IsRecording() && r.Pattern != "" {
-			span.SetName(r.Pattern)
+			name := r.Pattern
+			if !strings.Contains(name, " ") {
+				name = r.Method + " " + name
+			}
+			span.SetName(name)
 		}
 	})
 }

@@ -59,8 +59,8 @@ func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, repl
 			o.ID, o.UserID, o.Status, items, o.TotalCents, o.Currency, o.Saga, o.CancelReason, addr, stamp(o.CreatedAt), stamp(o.UpdatedAt)); err != nil {
 			return fmt.Errorf("inserting order: %w", err)
 		}
-		if _, err := s.db.ExecContext(ctx, `INSERT INTO sagas (order_id, mode, step, next_at, card_token) VALUES (?, ?, ?, ?, ?)`,
-			sg.OrderID, sg.Mode, sg.Step, sg.NextAt.UnixMilli(), sg.CardToken); err != nil {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO sagas (order_id, mode, step, next_at, card_token, trace_parent) VALUES (?, ?, ?, ?, ?, ?)`,
+			sg.OrderID, sg.Mode, sg.Step, sg.NextAt.UnixMilli(), sg.CardToken, sg.TraceParent); err != nil {
 			return fmt.Errorf("inserting saga: %w", err)
 		}
 		return outbox.Add(ctx, s.db, events...)
@@ -211,7 +211,7 @@ func (s *Store) ClaimSagas(ctx context.Context, owner string, now time.Time, lea
 	return out, err
 }
 
-const sagaColumns = `order_id, mode, step, compensating, reason, attempts, awaiting, next_at, card_token, progress, done`
+const sagaColumns = `order_id, mode, step, compensating, reason, attempts, awaiting, next_at, card_token, progress, done, trace_parent`
 
 func scanSaga(row interface{ Scan(...any) error }) (orders.Saga, error) {
 	var (
@@ -219,7 +219,7 @@ func scanSaga(row interface{ Scan(...any) error }) (orders.Saga, error) {
 		step   string
 		nextAt int64
 	)
-	err := row.Scan(&sg.OrderID, &sg.Mode, &step, &sg.Compensating, &sg.Reason, &sg.Attempts, &sg.Awaiting, &nextAt, &sg.CardToken, &sg.Progress, &sg.Done)
+	err := row.Scan(&sg.OrderID, &sg.Mode, &step, &sg.Compensating, &sg.Reason, &sg.Attempts, &sg.Awaiting, &nextAt, &sg.CardToken, &sg.Progress, &sg.Done, &sg.TraceParent)
 	if err != nil {
 		return orders.Saga{}, err
 	}
