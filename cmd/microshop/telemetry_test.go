@@ -138,16 +138,6 @@ func TestConsoleStreamsTheShop(t *testing.T) {
 		}
 	}
 
-	req, _ := http.NewRequest("GET", base+"/api/v1/console/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+admin)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if ct := res.Header.Get("Content-Type"); res.StatusCode != 200 || ct != "text/event-stream" {
-		t.Fatalf("stream answered %d %s", res.StatusCode, ct)
-	}
 	browse := make(chan struct{})
 	go func() {
 		defer close(browse)
@@ -159,46 +149,127 @@ func TestConsoleStreamsTheShop(t *testing.T) {
 	defer func() { <-browse }()
 
 	allUp, sawGateway, sawCatalog := false, false, false
+	watch(t, base, admin, func(name string, data []byte) bool {
+		switch name {
+		case "span":
+			var s consoleSpan
+			if err := json.Unmarshal(data, &s); err != nil {
+				t.Fatal(err)
+			}
+			sawGateway = sawGateway || s.Service == "gateway" && s.Kind == "client" && s.Peer == "catalog"
+			sawCatalog = sawCatalog || s.Service == "catalog" && s.Kind == "server" && s.Name == "GET /api/v1/products"
+		case "stats":
+			var st consoleStats
+			if err := json.Unmarshal(data, &st); err != nil {
+				t.Fatal(err)
+			}
+			allUp = len(st.Services) == 9
+			for svc, s := range st.Services {
+				if s.Health != "up" || (svc != "broker" && len(s.Instances) == 0) {
+					allUp = false
+				}
+			}
+		}
+		return allUp && sawGateway && sawCatalog
+	})
+	if !allUp || !sawGateway || !sawCatalog {
+		t.Errorf("stream: every service up %v, gateway's call to catalog %v, catalog's answer %v", allUp, sawGateway, sawCatalog)
+	}
+}
+
+// consoleStats is the part of the stream's stats the tests read.
+type consoleStats struct {
+	Services map[string]struct {
+		Health    string
+		Instances []struct{ Address string }
+		Queued    float64
+	}
+	Broker struct{ Queued float64 }
+}
+
+// watch reads the console's stream as the admin until seen says it has
+// seen enough, or 20 s pass.
+func watch(t *testing.T, base, admin string, seen func(event string, data []byte) bool) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/api/v1/console/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if ct := res.Header.Get("Content-Type"); res.StatusCode != 200 || ct != "text/event-stream" {
+		t.Fatalf("stream answered %d %s", res.StatusCode, ct)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	name := ""
-	for sc.Scan() && time.Now().Before(deadline) && !(allUp && sawGateway && sawCatalog) {
+	for sc.Scan() && time.Now().Before(deadline) {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "event: "):
 			name = strings.TrimPrefix(line, "event: ")
 		case strings.HasPrefix(line, "data: "):
-			data := []byte(strings.TrimPrefix(line, "data: "))
-			switch name {
-			case "span":
-				var s consoleSpan
-				if err := json.Unmarshal(data, &s); err != nil {
-					t.Fatal(err)
-				}
-				sawGateway = sawGateway || s.Service == "gateway" && s.Kind == "client" && s.Peer == "catalog"
-				sawCatalog = sawCatalog || s.Service == "catalog" && s.Kind == "server" && s.Name == "GET /api/v1/products"
-			case "stats":
-				var st struct {
-					Services map[string]struct {
-						Health    string
-						Instances []struct{ Address string }
-					}
-				}
-				if err := json.Unmarshal(data, &st); err != nil {
-					t.Fatal(err)
-				}
-				allUp = len(st.Services) == 9
-				for svc, s := range st.Services {
-					if s.Health != "up" || (svc != "broker" && len(s.Instances) == 0) {
-						allUp = false
-					}
-				}
+			if seen(name, []byte(strings.TrimPrefix(line, "data: "))) {
+				return
 			}
 		}
 	}
-	if !allUp || !sawGateway || !sawCatalog {
-		t.Errorf("stream: every service up %v, gateway's call to catalog %v, catalog's answer %v", allUp, sawGateway, sawCatalog)
+}
+
+// TestConsoleShowsAQueueFillWhileItsConsumerIsDown takes shipping down:
+// the orders placed meanwhile leave events that the broker keeps for it,
+// and the console shows its queue fill; brought back, shipping takes them
+// and the queue empties.
+func TestConsoleShowsAQueueFillWhileItsConsumerIsDown(t *testing.T) {
+	shop := start(t, t.TempDir(), []string{"MICROSHOP_SAGA_MODE=choreography"}, "up")
+	base := shop.addrs["gateway"]
+	c := newClient(t, base)
+	catalog := seeded(t, c)
+	admin := c.login(adminEmail, adminPassword)
+	_, token := c.signup("queue@example.com")
+
+	c.must(200, "PUT", "/api/v1/admin/faults/shipping", admin, map[string]any{"down": true})
+	var ids []string
+	for range 3 {
+		ids = append(ids, c.must(202, "POST", "/api/v1/orders", token, orderBody(catalog["MUG-001"].ID, 1, goodCard)).obj(t)["id"].(string))
+	}
+	queued := 0.0
+	watch(t, base, admin, func(name string, data []byte) bool {
+		if name != "stats" {
+			return false
+		}
+		var st consoleStats
+		if err := json.Unmarshal(data, &st); err != nil {
+			t.Fatal(err)
+		}
+		queued = st.Services["shipping"].Queued
+		return queued >= 3 && st.Broker.Queued >= queued
+	})
+	if queued < 3 {
+		t.Fatalf("shipping's queue while it is down = %v, want the 3 orders' events at least", queued)
+	}
+
+	c.must(200, "PUT", "/api/v1/admin/faults/shipping", admin, map[string]any{})
+	for _, id := range ids {
+		if o := waitEnded(t, c, token, id); o["status"] != "COMPLETED" {
+			t.Errorf("order %s ended %v", id, o["status"])
+		}
+	}
+	watch(t, base, admin, func(name string, data []byte) bool {
+		if name != "stats" {
+			return false
+		}
+		var st consoleStats
+		if err := json.Unmarshal(data, &st); err != nil {
+			t.Fatal(err)
+		}
+		queued = st.Services["shipping"].Queued
+		return queued == 0
+	})
+	if queued != 0 {
+		t.Errorf("shipping's queue once it is back = %v, want empty", queued)
 	}
 }
 

@@ -85,6 +85,11 @@ type Broker interface {
 	Subscriber
 	// Ping reports whether the broker is reachable, for health checks.
 	Ping(ctx context.Context) error
+	// Waiting reports how many messages the broker keeps for the
+	// subscription's group that it has not yet seen settled: its queue's
+	// depth. It reads the broker's state and changes nothing: a group that
+	// never subscribed (to some of the topics) has nothing kept there.
+	Waiting(ctx context.Context, s Subscription) (int, error)
 	// Close releases the connection.
 	Close() error
 }

@@ -51,12 +51,16 @@ type Config struct {
 	// Services lists the registry's services and their live instances.
 	Services func(ctx context.Context) ([]discovery.Service, error)
 	// Admin is the gateway's own routes: the console asks them, in process
-	// and with the watching admin's credentials, for faults, breakers,
-	// settings and the audit.
+	// and with the watching admin's credentials, for faults, breakers and
+	// the audit.
 	Admin http.Handler
 	// Ask calls a service's admin route directly, with the watching
 	// admin's token, for what the gateway has no view of (the saga style).
-	Ask      func(ctx context.Context, service, path, token string, out any) error
+	Ask func(ctx context.Context, service, path, token string, out any) error
+	// Queued asks the broker how many messages it keeps for a consumer
+	// group that consumes topics: the queue's depth, read where it is kept,
+	// so that it shows while the consumer is down. Nil: not shown.
+	Queued   func(ctx context.Context, group string, topics []string) (int, error)
 	Traffic  Traffic
 	Topology Topology
 	// Scrape reads one instance's metrics page; nil: over HTTP.

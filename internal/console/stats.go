@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type ServiceStats struct {
 	ErrorRate float64              `json:"error_rate_fault"`
 	Breakers  map[string]string    `json:"breakers"`
 	Outbox    float64              `json:"outbox_backlog"`
+	Queued    float64              `json:"queued"` // messages the broker keeps for its consumers, not yet settled
 	Dead      float64              `json:"dead_letters"`
 	Live
 }
@@ -51,10 +53,12 @@ type OrderCounts struct {
 }
 
 // BrokerStats is what waits around the broker: events committed and not yet
-// published, and deliveries given up on.
+// published, messages kept for consumers and not yet settled, and
+// deliveries given up on.
 type BrokerStats struct {
 	Health        string  `json:"health"`
 	OutboxBacklog float64 `json:"outbox_backlog"`
+	Queued        float64 `json:"queued"`
 	DeadLetters   float64 `json:"dead_letters"`
 }
 
@@ -91,6 +95,20 @@ func (c *Console) stats(ctx context.Context, r *http.Request) (Stats, error) {
 		}
 		metrics = make([]instanceMetrics, len(addresses))
 	)
+	queued := map[string]*float64{}
+	if c.cfg.Queued != nil {
+		for _, n := range c.cfg.Topology.Nodes {
+			for _, g := range n.Groups {
+				v := new(float64)
+				queued[n.Name+"/"+g] = v
+				wg.Go(func() {
+					if depth, err := c.cfg.Queued(ctx, g, n.Consumes); err == nil {
+						*v = float64(depth)
+					}
+				})
+			}
+		}
+	}
 	wg.Go(func() { _ = c.ask(ctx, r, http.MethodGet, "/api/v1/admin/faults", &faults) })
 	wg.Go(func() { _ = c.ask(ctx, r, http.MethodGet, "/api/v1/admin/resilience", &breakers) })
 	if c.cfg.Ask != nil {
@@ -134,6 +152,11 @@ func (c *Console) stats(ctx context.Context, r *http.Request) (Stats, error) {
 		st.Orders.Completed += m.completed
 		st.Orders.Cancelled += m.cancelled
 		st.Orders.Placed += m.placed
+	}
+	for key, v := range queued {
+		svc, _, _ := strings.Cut(key, "/")
+		st.Services[svc].Queued += *v
+		st.Broker.Queued += *v
 	}
 	st.Orders.Pending = max(st.Orders.Placed-st.Orders.Completed-st.Orders.Cancelled, 0)
 	live := c.cfg.Collector.Live()

@@ -13,7 +13,8 @@ type Node struct {
 	Database  string   `json:"database"`
 	Publishes []string `json:"publishes"`
 	Consumes  []string `json:"consumes"`
-	API       string   `json:"api"` // where its OpenAPI document is served, if it has one
+	Groups    []string `json:"groups,omitempty"` // the consumer groups it consumes as, whose queues the broker keeps
+	API       string   `json:"api"`              // where its OpenAPI document is served, if it has one
 }
 
 // Edge joins two nodes: a synchronous call, or events through the broker.
@@ -80,6 +81,7 @@ var Nodes = []Node{
 		Database:  "inventory.db (SQLite, embedded)",
 		Publishes: []string{"inventory.items.reserved", "inventory.reservation.failed", "inventory.items.released", "inventory.items.committed", "inventory.commit.failed"},
 		Consumes:  []string{"orders.order.created", "orders.order.cancelled", "payments.payment.processed", "payments.payment.failed", "shipping.delivery.scheduled", "inventory.command.reserve", "inventory.command.commit", "inventory.command.release"},
+		Groups:    []string{"inventory"},
 		API:       "/api/docs/inventory",
 	},
 	{
@@ -90,6 +92,7 @@ var Nodes = []Node{
 		Database:  "orders.db (SQLite, embedded)",
 		Publishes: []string{"orders.order.created", "orders.order.completed", "orders.order.cancelled", "payments.command.charge", "payments.command.refund", "inventory.command.reserve", "inventory.command.commit", "inventory.command.release", "shipping.command.schedule", "shipping.command.cancel"},
 		Consumes:  []string{"orders.order.created", "orders.order.completed", "orders.order.cancelled", "users.user.created", "catalog.product.created", "catalog.product.price_changed", "payments.payment.processed", "payments.payment.failed", "payments.payment.refunded", "inventory.items.reserved", "inventory.reservation.failed", "inventory.items.released", "inventory.items.committed", "inventory.commit.failed", "shipping.delivery.scheduled", "shipping.shipment.refused", "shipping.shipment.cancelled"},
+		Groups:    []string{"orders", "orders-catalog", "orders-view"},
 		API:       "/api/docs/orders",
 	},
 	{
@@ -100,6 +103,7 @@ var Nodes = []Node{
 		Database:  "payments.db (SQLite, embedded)",
 		Publishes: []string{"payments.payment.processed", "payments.payment.failed", "payments.payment.refunded"},
 		Consumes:  []string{"orders.order.created", "orders.order.cancelled", "inventory.reservation.failed", "inventory.commit.failed", "payments.command.charge", "payments.command.refund"},
+		Groups:    []string{"payments"},
 		API:       "/api/docs/payments",
 	},
 	{
@@ -110,6 +114,7 @@ var Nodes = []Node{
 		Database:  "shipping.db (SQLite, embedded)",
 		Publishes: []string{"shipping.delivery.scheduled", "shipping.shipment.refused", "shipping.shipment.cancelled"},
 		Consumes:  []string{"orders.order.created", "orders.order.cancelled", "inventory.items.reserved", "payments.payment.processed", "shipping.command.schedule", "shipping.command.cancel"},
+		Groups:    []string{"shipping"},
 		API:       "/api/docs/shipping",
 	},
 }

@@ -229,7 +229,8 @@ type builder struct {
 	stdout      io.Writer
 	regClient   *discovery.Client
 	registrySvc *host.Service
-	closers     []io.Closer
+	closersMu   sync.Mutex
+	closers     []io.Closer           // closed in reverse order when the shop stops
 	addrs       sync.Map              // service name -> listen address
 	adminPass   string                // the admin password, when this process knows it
 	serviceKey  ed25519.PrivateKey    // the shop-wide key service tokens are signed with
@@ -242,10 +243,20 @@ type builder struct {
 	collector *console.Collector                  // the console's, when the gateway runs here
 }
 
+// closeLater has c closed when the shop stops, after what was opened after it.
+func (b *builder) closeLater(c io.Closer) {
+	b.closersMu.Lock()
+	defer b.closersMu.Unlock()
+	b.closers = append(b.closers, c)
+}
+
 func (b *builder) closeAll() {
+	b.closersMu.Lock()
+	defer b.closersMu.Unlock()
 	for _, c := range slices.Backward(b.closers) {
 		_ = c.Close()
 	}
+	b.closers = nil
 }
 
 func (b *builder) service(name string, routes *http.ServeMux) *host.Service {
@@ -346,6 +357,29 @@ func (b *builder) caller(name string) *upstream.Client {
 	return cl
 }
 
+// queueDepths reads from the broker how many messages it keeps for a
+// consumer group, through a connection of the gateway's own, opened when
+// first needed (a gateway does not need the broker to start).
+func (b *builder) queueDepths() func(ctx context.Context, group string, topics []string) (int, error) {
+	var (
+		mu   sync.Mutex
+		conn bus.Broker
+	)
+	return func(ctx context.Context, group string, topics []string) (int, error) {
+		mu.Lock()
+		if conn == nil {
+			c, err := b.connect("gateway")
+			if err != nil {
+				mu.Unlock()
+				return 0, err
+			}
+			conn = c
+		}
+		mu.Unlock()
+		return conn.Waiting(ctx, bus.Subscription{Group: group, Topics: topics})
+	}
+}
+
 // viewer returns the client the gateway's admin views call services with:
 // the gateway's identity and tracing, and edges of its own, kept out of the
 // listing of the gateway's edges.
@@ -377,7 +411,7 @@ func (b *builder) tracer(name string) *sdktrace.TracerProvider {
 	}
 	b.observe(name, tp)
 	b.tracers[name] = tp
-	b.closers = append(b.closers, closerFunc(func() error { return tp.Shutdown(context.Background()) }))
+	b.closeLater(closerFunc(func() error { return tp.Shutdown(context.Background()) }))
 	return tp
 }
 
@@ -429,7 +463,7 @@ func (b *builder) openDB(name string, migrations fs.FS) (*sqldb.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.closers = append(b.closers, db)
+	b.closeLater(db)
 	if err := db.Migrate(b.ctx, migrations); err != nil {
 		return nil, err
 	}
@@ -443,10 +477,14 @@ func (b *builder) openDB(name string, migrations fs.FS) (*sqldb.DB, error) {
 // its outbox, and the inbox its consumers apply events through; their
 // metrics, health check and dead-letter routes go on the service.
 func (b *builder) messaging(s *host.Service, db *sqldb.DB, relayOpts outbox.Options) (bus.Broker, *inbox.Inbox, error) {
-	broker, err := b.connect(s.Name)
+	conn, err := b.connect(s.Name)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Every queue the service consumes from is measured on its metrics.
+	queues := bus.NewQueues(conn, s.Name)
+	s.Metrics.Registry.MustRegister(queues)
+	var broker bus.Broker = queues
 	// Work done for an event (its effect, the relay publishing it) logs in
 	// the event's trace, as a request's work does. The handler is usually
 	// wrapped already (main does it); wrapping is idempotent.
@@ -508,7 +546,7 @@ func (b *builder) connect(name string) (bus.Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting %s to the broker: %w", name, err)
 	}
-	b.closers = append(b.closers, broker)
+	b.closeLater(broker)
 	return broker, nil
 }
 
@@ -694,6 +732,7 @@ func (b *builder) gateway() (*host.Service, error) {
 		Ask: func(ctx context.Context, service, path, token string, out any) error {
 			return views.Do(ctx, upstream.Call{Service: service, Method: http.MethodGet, Path: path, Token: token, Out: out})
 		},
+		Queued:   b.queueDepths(),
 		Traffic:  b.traffic(),
 		Topology: console.NewTopology(console.Nodes),
 		Log:      log.With(slog.String("component", "console")),

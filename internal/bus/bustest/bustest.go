@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/microshop/microshop/internal/bus"
 	"github.com/microshop/microshop/internal/bus/internal/dispatch"
 	"github.com/microshop/microshop/internal/event"
@@ -51,6 +53,7 @@ func Run(t *testing.T, newBroker func(t *testing.T) bus.Broker) {
 		{"DuplicatePublish", testDuplicatePublish},
 		{"SubscribeReturnsWhenContextEnds", testStop},
 		{"RefusesInvalidInput", testInvalid},
+		{"WaitingIsTheQueuesDepth", testWaiting},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -544,6 +547,74 @@ func testInvalid(t *testing.T, newBroker func(t *testing.T) bus.Broker) {
 			t.Errorf("Publish with %s: no error", name)
 		}
 	}
+}
+
+// testWaiting: events published while a group's consumers are away wait
+// for it, and Waiting counts them; once it consumes them, none wait.
+func testWaiting(t *testing.T, newBroker func(t *testing.T) bus.Broker) {
+	b := newBroker(t)
+	topic := newDomain() + ".thing.happened"
+	s := sub(newGroup(), topic)
+	if n, err := b.Waiting(ctxFor(t), s); err != nil || n != 0 {
+		t.Fatalf("Waiting for a group that never subscribed = %d, %v; want 0", n, err)
+	}
+	// Subscribed through Queues, the depth is on the service's metrics too.
+	queues := bus.NewQueues(b, "bustest")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(queues)
+	away := subscribe(t, queues, s, func(context.Context, bus.Delivery) error { return nil })
+	away.cancel()
+	away.wait(t)
+	if n, err := b.Waiting(ctxFor(t), s); err != nil || n != 0 {
+		t.Fatalf("Waiting before any event = %d, %v; want 0", n, err)
+	}
+	ids := publishMany(t, b, topic, 3)
+	waited := 0
+	deadline := time.Now().Add(patience)
+	for waited != len(ids) && time.Now().Before(deadline) {
+		n, err := b.Waiting(ctxFor(t), s)
+		if err != nil {
+			t.Fatalf("Waiting: %v", err)
+		}
+		waited = n
+		time.Sleep(20 * time.Millisecond)
+	}
+	if waited != len(ids) {
+		t.Fatalf("Waiting with the group away = %d, want %d", waited, len(ids))
+	}
+	if got := gauge(t, reg, "bus_waiting_messages", s.Group); got != float64(len(ids)) {
+		t.Errorf("bus_waiting_messages{group=%q} = %v, want %d", s.Group, got, len(ids))
+	}
+	got := &recorder{}
+	subscribe(t, b, s, got.record(nil))
+	got.waitFor(t, "the events that waited", func() bool { return got.len() == len(ids) })
+	got.waitFor(t, "the queue to empty", func() bool {
+		n, err := b.Waiting(ctxFor(t), s)
+		return err == nil && n == 0
+	})
+}
+
+// gauge reads the sample of the gauge name labelled group=group.
+func gauge(t *testing.T, reg *prometheus.Registry, name, group string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "group" && l.GetValue() == group {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{group=%q}", name, group)
+	return 0
 }
 
 // sub is a subscription with short delays, so that the tests do not wait

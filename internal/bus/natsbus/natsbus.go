@@ -371,6 +371,27 @@ func (b *Bus) Subscribe(ctx context.Context, s bus.Subscription, h bus.Handler) 
 	return nil
 }
 
+// Waiting adds up, over the group's consumers (one per domain), the
+// messages not yet delivered and those delivered but not yet acknowledged.
+func (b *Bus) Waiting(ctx context.Context, s bus.Subscription) (int, error) {
+	total := 0
+	for _, c := range b.consumers(s.WithDefaults()) {
+		pc, err := b.js.Consumer(ctx, b.streamName(c.domain), c.cfg.Durable)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // nothing is kept for a consumer that does not exist
+		}
+		if err != nil {
+			return 0, fmt.Errorf("finding consumer %s: %w", c.cfg.Durable, err)
+		}
+		info, err := pc.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("reading consumer %s: %w", c.cfg.Durable, err)
+		}
+		total += int(info.NumPending) + info.NumAckPending
+	}
+	return total, nil
+}
+
 // ensureConsumer creates or updates a consumer, creating its stream too if
 // it does not exist yet.
 func (b *Bus) ensureConsumer(ctx context.Context, c consumer) (jetstream.Consumer, error) {

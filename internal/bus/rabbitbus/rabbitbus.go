@@ -500,6 +500,30 @@ func (b *Bus) exchange(domain string) string {
 	return b.ns + "." + domain
 }
 
+// Waiting reads the group's queue: the messages ready to be delivered
+// (AMQP's count leaves out those delivered and not yet acknowledged, which
+// are at most the consumers' prefetch).
+func (b *Bus) Waiting(ctx context.Context, s bus.Subscription) (int, error) {
+	conn, err := b.connection(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading queue %s: %w", b.queue(s.Group), err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("reading queue %s: %w", b.queue(s.Group), err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(b.queue(s.Group), true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
+		return 0, nil // nothing is kept for a group that never subscribed
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading queue %s: %w", b.queue(s.Group), err)
+	}
+	return q.Messages, nil
+}
+
 // queue is the queue of a group: the group, or "<namespace>.<group>". Its
 // dead queue adds ".dead".
 func (b *Bus) queue(group string) string {

@@ -402,15 +402,19 @@ function drawBroker(n, topo) {
     s('text', { class: 'name', x: left + 28, y: top + 26 }, n.name),
     s('text', { class: 'kind', x: left + n.w - 12, y: top + 26, 'text-anchor': 'end' }, 'events'),
   );
-  // Queue depth and dead letters, the two numbers a person looks for first.
-  const stat = (x, id, label) => {
-    const bg = s('rect', { class: 'stat-bg', x, y: top + 38, width: (n.w - 30) / 2, height: 24, rx: 6 });
-    const t = s('text', { class: 'stat', id, x: x + 9, y: top + 54 }, label);
+  // What waits: in the outboxes, in the queues, and given up on: the
+  // numbers a person looks for first.
+  const statW = (n.w - 40) / 3;
+  const stat = (i, id, label) => {
+    const x = left + 10 + i * (statW + 10);
+    const bg = s('rect', { class: 'stat-bg', x, y: top + 38, width: statW, height: 24, rx: 6 });
+    const t = s('text', { class: 'stat', id, x: x + 8, y: top + 54 }, label);
     g.append(bg, t);
     return { bg, t };
   };
-  n.backlog = stat(left + 10, 'broker-backlog', 'backlog 0');
-  n.dead = stat(left + 20 + (n.w - 30) / 2, 'broker-dead', 'dead letters 0');
+  n.backlog = stat(0, 'broker-backlog', 'outbox 0');
+  n.queued = stat(1, 'broker-queued', 'queued 0');
+  n.dead = stat(2, 'broker-dead', 'dead 0');
 
   const topics = brokerTopics(n, topo);
   const domains = [...new Set(topics.map((t) => t.split('.')[0]))];
@@ -826,10 +830,12 @@ function applyBreakers(services) {
 function applyBroker(services) {
   const broker = state.nodes.get('broker');
   if (!broker || !broker.backlog) return;
-  const { backlog, dead } = brokerTotals(services);
-  setText(broker.backlog.t, `backlog ${fmtInt(backlog)}`);
-  setText(broker.dead.t, `dead letters ${fmtInt(dead)}`);
+  const { backlog, queued, dead } = brokerTotals(services);
+  setText(broker.backlog.t, `outbox ${fmtInt(backlog)}`);
+  setText(broker.queued.t, `queued ${fmtInt(queued)}`);
+  setText(broker.dead.t, `dead ${fmtInt(dead)}`);
   broker.backlog.bg.classList.toggle('warn', backlog > 0);
+  broker.queued.bg.classList.toggle('warn', queued > 0);
   broker.dead.bg.classList.toggle('bad', dead > 0);
 }
 
@@ -983,15 +989,16 @@ function brokerSection() {
   const rows = [];
   const services = (state.stats && state.stats.services) || {};
   for (const [name, st] of Object.entries(services)) {
-    if (!num(st.outbox_backlog) && !num(st.dead_letters)) continue;
+    if (!num(st.outbox_backlog) && !num(st.queued) && !num(st.dead_letters)) continue;
     rows.push(h('li', {}, h('span', { class: 'grow', text: name }),
       h('span', { class: 'pill pill-warn', text: `outbox ${fmtInt(st.outbox_backlog)}` }),
+      h('span', { class: 'pill pill-warn', text: `queued ${fmtInt(st.queued)}` }),
       h('span', { class: `pill ${num(st.dead_letters) ? 'pill-bad' : ''}`, text: `dead ${fmtInt(st.dead_letters)}` })));
   }
   return h('div', { class: 'section' },
     h('h3', { text: 'Queues' }),
-    h('p', { class: 'muted small', text: 'Each service writes its events to an outbox in its own database, in the same transaction as its change; a relay publishes them. A message that keeps failing goes to the dead-letter queue.' }),
-    rows.length ? h('ul', { class: 'list' }, rows) : h('p', { class: 'muted small', text: 'Every outbox is empty and no message is dead-lettered.' }));
+    h('p', { class: 'muted small', text: 'Each service writes its events to an outbox in its own database, in the same transaction as its change; a relay publishes them. The broker keeps each consumer group\'s messages (queued) until it settles them, also while the group is down. A message that keeps failing goes to the dead-letter queue.' }),
+    rows.length ? h('ul', { class: 'list' }, rows) : h('p', { class: 'muted small', text: 'Every outbox and queue is empty, and no message is dead-lettered.' }));
 }
 
 // refreshLive updates the live parts of the open panel from the last stats.
@@ -1067,14 +1074,16 @@ function refreshBrokerLive() {
 
 function brokerTotals(services) {
   const broker = state.stats && state.stats.broker;
-  if (broker) return { backlog: num(broker.outbox_backlog), dead: num(broker.dead_letters) };
+  if (broker) return { backlog: num(broker.outbox_backlog), queued: num(broker.queued), dead: num(broker.dead_letters) };
   let backlog = 0;
+  let queued = 0;
   let dead = 0;
   for (const st of Object.values(services)) {
     backlog += num(st.outbox_backlog);
+    queued += num(st.queued);
     dead += num(st.dead_letters);
   }
-  return { backlog, dead };
+  return { backlog, queued, dead };
 }
 
 // ---------------------------------------------------------------- chaos
