@@ -787,7 +787,17 @@ func checkStyle(t *testing.T, c *client, token, mode string, catalog map[string]
 	if declined["status"] != "CANCELLED" || scheduled(declined) != 0 {
 		t.Errorf("%s declined card: %v (%v), shipments %v", mode, declined["status"], declined["cancel_reason"], shipments(declined))
 	}
-	if p := payments(short); short["status"] != "CANCELLED" || len(p) != 1 || p[0]["status"] != "REFUNDED" || scheduled(short) != 0 {
+	// Charged first in turn (choreography, orchestration), the short-stock
+	// order is refunded. In parallel, the charge and the reservation race
+	// (their events travel in different streams): when the reservation's
+	// failure reaches payments first, the order's charge is voided before it
+	// is made, and the customer has no payment to see (the order still waits
+	// for that outcome before it ends). Either way nothing stays captured;
+	// the audit checks it across services.
+	p := payments(short)
+	refunded := len(p) == 1 && p[0]["status"] == "REFUNDED"
+	voided := mode == "parallel" && len(p) == 0
+	if short["status"] != "CANCELLED" || !(refunded || voided) || scheduled(short) != 0 {
 		t.Errorf("%s short stock: %v (%v), payments %v", mode, short["status"], short["cancel_reason"], p)
 	}
 	// Stock settles after the order ends (a release may follow the

@@ -87,6 +87,7 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 			if roots != 1 {
 				t.Errorf("trace %s has %d roots, want 1 (the request)", traceID, roots)
 			}
+			t.Logf("%s: trace %s has %d spans (%v) from %d services, %d root", mode, traceID, len(spans), kinds, len(services(spans)), roots)
 			// Each delivery continues the publish that sent it.
 			for _, s := range spans {
 				if s.Kind != "consumer" {
@@ -99,6 +100,17 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 			}
 		})
 	}
+}
+
+// services lists the services that made spans.
+func services(spans []consoleSpan) []string {
+	var out []string
+	for _, s := range spans {
+		if !slices.Contains(out, s.Service) {
+			out = append(out, s.Service)
+		}
+	}
+	return out
 }
 
 // TestConsoleStreamsTheShop watches the console's stream as an admin
