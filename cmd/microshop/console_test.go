@@ -80,15 +80,18 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.wait("orders' API document listed", `document.querySelectorAll('#panel-api details').length > 0`)
 
 	// 3. Traffic: real spans move along the edges and the counters rise.
-	b.do("starting traffic at 20/s",
-		chromedp.SetValue(chromedp.ID("traffic-rate"), "20"),
+	// A modest rate: the suite runs beside other packages' tests on two
+	// cores, and a shop pushed past its bulkheads answers 503s, which the
+	// browser logs as errors.
+	b.do("starting traffic at 10/s",
+		chromedp.SetValue(chromedp.ID("traffic-rate"), "10"),
 		chromedp.Click(chromedp.ID("traffic-start")),
 	)
 	b.wait("flows drawn", `document.querySelectorAll('circle.flow').length > 0`)
 	b.wait("a completed order counted", `Number(document.querySelector('#count-completed').textContent.replace(/,/g, '')) > 0`)
 	flows := b.number(`document.querySelectorAll('circle.flow').length`)
 	completed := b.number(`Number(document.querySelector('#count-completed').textContent.replace(/,/g, ''))`)
-	t.Logf("console: with traffic at 20/s, flows on screen=%v completed=%v", flows, completed)
+	t.Logf("console: with traffic at 10/s, flows on screen=%v completed=%v", flows, completed)
 	b.wait("traces in the orders panel", `document.querySelectorAll('#panel-traces .trace').length > 0`)
 	b.shot(shots, "console-panel.png")
 	b.do("closing the panel", chromedp.Click(chromedp.CSS(".panel-close")))
@@ -120,7 +123,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.wait("inventory drawn down", `document.querySelector('#node-inventory').classList.contains('down')`)
 	b.wait("what to expect of it", `document.querySelector('#expect-down').textContent.startsWith('down')`)
 	// Reads that cross the broken edge; the gateway opens its breaker after
-	// five failures (the console's own polling of inventory counts too).
+	// five failures. (The console's own polling has edges of its own: it
+	// never trips the breakers that guard clients' calls.)
 	reads, answered := 0, 0
 	read := func() {
 		r, err := c.try("GET", "/api/v1/inventory/"+mug, "", nil)

@@ -60,7 +60,19 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 						return false
 					}
 				}
-				return true
+				// Spans from other processes come in batches: wait until
+				// every span's parent has come too.
+				ids := map[string]bool{}
+				for _, s := range spans {
+					ids[s.SpanID] = true
+				}
+				orphans := 0
+				for _, s := range spans {
+					if s.ParentID != "" && !ids[s.ParentID] {
+						orphans++
+					}
+				}
+				return orphans == 0
 			})
 			kinds := map[string]int{}
 			ids := map[string]bool{}

@@ -60,10 +60,15 @@ type Service struct {
 
 // Config is everything microshop reads from its environment.
 type Config struct {
-	Addr          string // the gateway's public listen address
-	RegistryAddr  string // where the built-in registry listens when it runs here
-	RegistryURL   string // where services find the registry
-	RegistryTTL   time.Duration
+	Addr         string // the gateway's public listen address
+	RegistryAddr string // where the built-in registry listens when it runs here
+	RegistryURL  string // where services find the registry
+	RegistryTTL  time.Duration
+	// AdvertiseHost is the host other processes reach this one at (a
+	// pod's IP, a container's name), announced to the registry with each
+	// service's port; empty: the listen address, or this machine's own
+	// address when listening on every interface.
+	AdvertiseHost string
 	DataDir       string
 	AdminEmail    string
 	AdminPassword Secret
@@ -158,6 +163,7 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 		Services:        map[string]Service{},
 	}
 	c.RegistryURL = get("MICROSHOP_REGISTRY_URL", "http://"+c.RegistryAddr)
+	c.AdvertiseHost = get("MICROSHOP_ADVERTISE_HOST", "")
 	c.JWTKeyFile = get("MICROSHOP_JWT_KEY_FILE", filepath.Join(c.DataDir, "keys", "jwt-ed25519.pem"))
 	c.ServiceKeyFile = get("MICROSHOP_SERVICE_KEY_FILE", filepath.Join(c.DataDir, "keys", "service-ed25519.pem"))
 	c.KeyRefresh, err = duration(get("MICROSHOP_JWKS_REFRESH", "30s"))
@@ -199,8 +205,16 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("listen address of %s %q: %w", name, s.Addr, err))
 		}
 	}
-	if u, err := url.Parse(c.RegistryURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("MICROSHOP_REGISTRY_URL %q: want http://host:port", c.RegistryURL))
+	if err := checkRegistryURL(c.RegistryURL); err != nil {
+		errs = append(errs, fmt.Errorf("MICROSHOP_REGISTRY_URL %q: %w", c.RegistryURL, err))
+	}
+	if h := c.AdvertiseHost; h != "" && net.ParseIP(h) == nil && !dnsLabels(strings.ToLower(h)) {
+		errs = append(errs, fmt.Errorf("MICROSHOP_ADVERTISE_HOST %q: want a host name or an IP address, with no port", h))
+	}
+	for _, name := range BusinessServices {
+		if err := checkDBURL(name, c.Services[name].DBURL); err != nil {
+			errs = append(errs, fmt.Errorf("MICROSHOP_%s_DB_URL %q: %w", strings.ToUpper(name), redactURL(c.Services[name].DBURL), err))
+		}
 	}
 	if !strings.Contains(c.AdminEmail, "@") {
 		errs = append(errs, fmt.Errorf("MICROSHOP_ADMIN_EMAIL %q: not an email address", c.AdminEmail))
@@ -245,6 +259,60 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
+// checkRegistryURL checks that raw names a registry discovery can use:
+// the built-in one (http://host:port), etcd or Kubernetes DNS.
+func checkRegistryURL(raw string) error {
+	const want = "want http://host:port (the built-in registry), etcd://host:port[,host:port][?prefix=/microshop] or kubernetes://namespace[?domain=cluster.local]"
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New(want)
+	}
+	if u.Scheme == "http" || u.Scheme == "https" {
+		if u.Host == "" {
+			return errors.New(want)
+		}
+		return nil
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.Fragment != "" {
+		return fmt.Errorf("no user, path or fragment: %s", want)
+	}
+	switch u.Scheme {
+	case "etcd":
+		for ep := range strings.SplitSeq(u.Host, ",") {
+			if host, port, err := net.SplitHostPort(ep); err != nil || host == "" || port == "" {
+				return fmt.Errorf("etcd endpoint %q is not host:port: %s", ep, want)
+			}
+		}
+		q := u.Query()
+		if p := q.Get("prefix"); len(q) > 1 || (len(q) == 1 && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/"))) {
+			return fmt.Errorf("etcd takes only prefix=/name (no trailing slash): %s", want)
+		}
+	case "kubernetes":
+		q := u.Query()
+		if !dnsLabels(u.Host) || strings.Contains(u.Host, ".") {
+			return fmt.Errorf("the namespace must be a DNS label: %s", want)
+		}
+		if d := q.Get("domain"); len(q) > 1 || (len(q) == 1 && !dnsLabels(d)) {
+			return fmt.Errorf("kubernetes takes only domain=<DNS name>: %s", want)
+		}
+	default:
+		return errors.New(want)
+	}
+	return nil
+}
+
+// dnsLabels says whether s is a DNS name of lowercase RFC 1123 labels, as
+// Kubernetes names namespaces and cluster domains.
+func dnsLabels(s string) bool {
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' ||
+			strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return false
+		}
+	}
+	return true
+}
+
 // DBURL returns the database URL of a service: its own setting, or the SQLite
 // file <DataDir>/<service>.db.
 func (c Config) DBURL(service string) string {
@@ -252,6 +320,52 @@ func (c Config) DBURL(service string) string {
 		return u
 	}
 	return "sqlite://" + filepath.Join(c.DataDir, service+".db")
+}
+
+// checkDBURL checks that raw (empty: the embedded SQLite default) names a
+// database the service can use: sqlite:///path, postgres:// (postgresql://)
+// or mysql:// with a host and a database; and for catalog, whose documents
+// are not SQL, sqlite:// or mongodb://. Reaching it is left to start-up.
+func checkDBURL(service, raw string) error {
+	if raw == "" {
+		return nil
+	}
+	want := "want sqlite:///path, postgres://user@host:5432/db or mysql://user@host:3306/db"
+	allowed := []string{"sqlite", "postgres", "postgresql", "mysql"}
+	if service == "catalog" {
+		want = "want sqlite:///path or mongodb://host:27017/db"
+		allowed = []string{"sqlite", "mongodb", "mongodb+srv"}
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL: %s", want)
+	}
+	if !slices.Contains(allowed, u.Scheme) {
+		return fmt.Errorf("unsupported scheme %q: %s", u.Scheme, want)
+	}
+	switch u.Scheme {
+	case "sqlite":
+		if u.Host != "" || u.Path == "" || u.Path == "/" {
+			return fmt.Errorf("sqlite takes a file path (three slashes: sqlite:///var/lib/microshop/%s.db): %s", service, want)
+		}
+	case "postgres", "postgresql", "mysql":
+		if u.Hostname() == "" {
+			return fmt.Errorf("no host: %s", want)
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("port %q: %s", p, want)
+			}
+		}
+		if db := strings.TrimPrefix(u.Path, "/"); db == "" || strings.Contains(db, "/") {
+			return fmt.Errorf("want one database name as the path: %s", want)
+		}
+	case "mongodb", "mongodb+srv":
+		if u.Host == "" {
+			return fmt.Errorf("no host: %s", want)
+		}
+	}
+	return nil
 }
 
 // Attrs describes the configuration for a start-up log line, secrets masked

@@ -167,6 +167,10 @@ func (c *Console) stats(ctx context.Context, r *http.Request) (Stats, error) {
 			ss.Health = "down"
 		case hasHealthy(ss.Instances):
 			ss.Health = "up"
+		case name == "registry":
+			// It just answered the listing above, even when it is etcd or
+			// Kubernetes DNS, which list no instance of their own.
+			ss.Health = "up"
 		case name != Broker:
 			ss.Health = "down"
 		}

@@ -1,8 +1,9 @@
-// Package discovery is the client side of the service registry: it keeps an
-// instance announced with heartbeats and resolves a service name to the
-// address of a healthy instance, taking turns among them. The registry
-// service itself lives in package registry; this package is the wire
-// protocol both sides speak.
+// Package discovery is the client side of service discovery: it keeps an
+// instance announced and resolves a service name to the address of a
+// healthy instance, taking turns among them. Three registries sit behind
+// one interface, chosen by URL: microshop's built-in registry over HTTP
+// (package registry is the server), etcd (an instance is a key under a
+// lease), and Kubernetes DNS (the endpoints of headless Services).
 package discovery
 
 import (
@@ -23,8 +24,9 @@ import (
 	"github.com/microshop/microshop/internal/telemetry"
 )
 
-// Client talks to a registry over HTTP: it keeps an instance registered and
-// resolves service names to instance addresses.
+// Client is the backend of http:// registry URLs: it talks to the built-in
+// registry over HTTP, keeps an instance registered there and resolves
+// service names to instance addresses.
 type Client struct {
 	base  string
 	hc    *http.Client
@@ -210,6 +212,9 @@ func (c *Client) entry(ctx context.Context, service string) (*cacheEntry, error)
 	c.mu.Unlock()
 	return fresh, nil
 }
+
+// Close releases nothing: the client holds no connection of its own.
+func (c *Client) Close() error { return nil }
 
 func (c *Client) send(req *http.Request, out any) error {
 	if c.Authorize != nil {

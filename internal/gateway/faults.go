@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/microshop/microshop/internal/auth"
+	"github.com/microshop/microshop/internal/discovery"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/fault"
 	"github.com/microshop/microshop/internal/telemetry"
@@ -47,15 +48,17 @@ const faultCallTimeout = 10 * time.Second
 // a PUT to its own address, which the banner and the registry listed.
 type faults struct {
 	registry *url.URL
+	view     *registryView // when set, the instances are listed from it instead
 	hc       *http.Client
 
 	mu   sync.Mutex
 	down map[string]map[string]bool // service -> addresses taken down through this gateway
 }
 
-func newFaults(registry *url.URL) *faults {
+func newFaults(registry *url.URL, view *registryView) *faults {
 	return &faults{
 		registry: registry,
+		view:     view,
 		hc:       &http.Client{Timeout: faultCallTimeout},
 		down:     map[string]map[string]bool{},
 	}
@@ -194,19 +197,22 @@ func (f *faults) targets(ctx context.Context, token string, services []string) (
 }
 
 // listed asks the registry for the address of every instance, by service,
-// with the admin's token.
+// with the admin's token, or the view when there is no registry to ask.
 func (f *faults) listed(ctx context.Context, token string) (map[string][]string, error) {
 	var out struct {
-		Services []struct {
-			Name      string `json:"name"`
-			Instances []struct {
-				Address string `json:"address"`
-			} `json:"instances"`
-		} `json:"services"`
+		Services []discovery.Service `json:"services"`
 	}
-	u := f.registry.JoinPath("/api/v1/registry/services")
-	if err := f.do(ctx, http.MethodGet, u.String(), token, nil, &out); err != nil {
-		return nil, fmt.Errorf("listing instances: %w", err)
+	if f.view != nil {
+		services, err := f.view.list(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing instances: %w", err)
+		}
+		out.Services = services
+	} else {
+		u := f.registry.JoinPath("/api/v1/registry/services")
+		if err := f.do(ctx, http.MethodGet, u.String(), token, nil, &out); err != nil {
+			return nil, fmt.Errorf("listing instances: %w", err)
+		}
 	}
 	byService := map[string][]string{}
 	for _, s := range out.Services {

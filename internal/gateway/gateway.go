@@ -67,6 +67,7 @@ var identityHeaders = []string{"X-User-Id", "X-User-Role", "X-Forwarded-User", "
 type Proxy struct {
 	resolver    Resolver
 	registryURL *url.URL
+	registry    *registryView // set when the registry is no service to forward to
 	rp          *httputil.ReverseProxy
 	log         *slog.Logger
 	edges       *resilience.Edges // a breaker and a bulkhead per upstream

@@ -34,12 +34,18 @@ func Routes(p *Proxy, auditor Auditor, call Caller) *http.ServeMux {
 	mux.HandleFunc("GET /api/v1/admin/dlq", dl.list)
 	mux.HandleFunc("POST /api/v1/admin/dlq/{service}/{id}/replay", dl.replay)
 	mux.HandleFunc("GET /api/v1/admin/resilience", p.listResilience(call))
-	faults := newFaults(p.registryURL)
+	faults := newFaults(p.registryURL, p.registry)
 	mux.HandleFunc("GET /api/v1/admin/faults", faults.list)
 	mux.HandleFunc("PUT /api/v1/admin/faults/{service}", faults.set)
 	mux.Handle("/api/v1/admin/provider", p.Handler("payments"))
 	for _, rt := range Table {
+		if rt.Service == "registry" && p.registry != nil {
+			continue // answered here, below
+		}
 		mux.Handle(rt.Pattern, p.Handler(rt.Service))
+	}
+	if p.registry != nil {
+		mux.HandleFunc("GET /api/v1/registry/services", p.registry.services)
 	}
 	mux.HandleFunc("GET /api/v1/admin/audit", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := auth.Admin(r.Context()); err != nil {
@@ -72,6 +78,8 @@ func Routes(p *Proxy, auditor Auditor, call Caller) *http.ServeMux {
 		case service == "gateway":
 			w.Header().Set("Content-Type", "application/yaml")
 			_, _ = w.Write(OpenAPI)
+		case service == "registry" && p.registry != nil:
+			p.registry.document(w, r)
 		case service == "events": // the AsyncAPI document of every service's events
 			w.Header().Set("Content-Type", "application/yaml")
 			_, _ = w.Write(event.AsyncAPI)

@@ -46,8 +46,13 @@ type Service struct {
 	// Faults.Subscriber.
 	Consumers []Worker
 
-	Registry    *discovery.Client // nil: the instance is not announced
+	Registry    discovery.Registry // nil: the instance is not announced
 	RegistryTTL time.Duration
+	// Advertise, when set, is the host other processes reach this
+	// instance at (a pod's IP, a container's name): the registry is told
+	// it, with the bound port. Empty: the bound address, or, when that is
+	// every interface (0.0.0.0), this machine's first non-loopback address.
+	Advertise string
 	// OnListen, when set, learns the bound address before the service is
 	// announced.
 	OnListen func(addr string)
@@ -143,7 +148,8 @@ func (s *Service) Run(ctx context.Context) error {
 	// already serves) before it says it is ready, and kept announced after.
 	// It is ready before the heartbeats start, so the first says healthy.
 	regCtx, stopReg := context.WithCancel(context.Background())
-	inst := discovery.Instance{ID: s.Name + "-" + addr, Service: s.Name, Address: addr}
+	announced := s.announced(addr)
+	inst := discovery.Instance{ID: s.Name + "-" + announced, Service: s.Name, Address: announced}
 	if s.Registry != nil && up {
 		if err := s.Registry.Announce(ctx, inst, s.RegistryTTL); err != nil {
 			s.Log.Warn("announcing to the registry failed; heartbeats will retry", slog.Any("err", err))
@@ -245,4 +251,46 @@ func (w *workers) halt(end bool) {
 	w.stop()
 	w.stop = nil
 	w.wg.Wait()
+}
+
+// announced is the address the registry is told for an instance bound at
+// addr: one that other processes can dial.
+func (s *Service) announced(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if s.Advertise != "" {
+		return net.JoinHostPort(s.Advertise, port)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return addr
+	}
+	if ip := machineAddress(); ip != "" {
+		return net.JoinHostPort(ip, port)
+	}
+	return addr
+}
+
+// machineAddress is this machine's first non-loopback unicast address,
+// IPv4 first (a pod's or a container's own), or "" when it has none.
+func machineAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	var v6 string
+	for _, a := range addrs {
+		ipnet, ok := a.(*net.IPNet)
+		if !ok || !ipnet.IP.IsGlobalUnicast() {
+			continue
+		}
+		if ipnet.IP.To4() != nil {
+			return ipnet.IP.String()
+		}
+		if v6 == "" {
+			v6 = ipnet.IP.String()
+		}
+	}
+	return v6
 }

@@ -152,7 +152,11 @@ func (in *Inbox) Handle(group string, h Func) bus.Handler {
 // transaction has committed.
 func (in *Inbox) atomic(ctx context.Context, fn func(ctx context.Context) error) error {
 	after := &afterCommit{}
-	if err := in.db.Atomic(context.WithValue(ctx, afterCommitKey{}, after), fn); err != nil {
+	err := in.db.Atomic(context.WithValue(ctx, afterCommitKey{}, after), func(ctx context.Context) error {
+		after.reset() // a unit that lost a deadlock runs again: only the last run's count
+		return fn(ctx)
+	})
+	if err != nil {
 		return err
 	}
 	after.run()
@@ -172,6 +176,12 @@ func (a *afterCommit) add(fn func()) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.fns = append(a.fns, fn)
+}
+
+func (a *afterCommit) reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fns = nil
 }
 
 func (a *afterCommit) run() {
@@ -213,8 +223,10 @@ func (in *Inbox) apply(ctx context.Context, group string, d bus.Delivery, h Func
 		// retries and, in the end, dead-letters it.
 		return fmt.Errorf("refusing event: %w", err)
 	}
-	res, err := in.db.ExecContext(ctx,
-		`INSERT INTO inbox (consumer_group, event_id, applied_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+	// On PostgreSQL and MySQL a concurrent delivery of the same event
+	// waits here for the first one's transaction: it inserts nothing once
+	// that commits, and takes over if that rolls back.
+	res, err := in.db.ExecContext(ctx, in.db.Dialect.InsertIgnore("inbox", "consumer_group", "event_id", "applied_at"),
 		group, e.ID, sqldb.Stamp(time.Now()))
 	if err != nil {
 		return fmt.Errorf("recording event %s for %s: %w", e.ID, group, err)
@@ -224,14 +236,14 @@ func (in *Inbox) apply(ctx context.Context, group string, d bus.Delivery, h Func
 		return fmt.Errorf("recording event %s for %s: %w", e.ID, group, err)
 	}
 	if n == 0 {
-		in.duplicates.WithLabelValues(group).Inc()
+		AfterCommit(ctx, func() { in.duplicates.WithLabelValues(group).Inc() })
 		in.log.DebugContext(ctx, "event already applied; dropped", eventAttrs(group, d)...)
 		return nil
 	}
 	if err := h(ctx, e); err != nil {
 		return fmt.Errorf("applying %s %s for %s: %w", e.Type, e.ID, group, err)
 	}
-	in.applied.WithLabelValues(group).Inc()
+	AfterCommit(ctx, func() { in.applied.WithLabelValues(group).Inc() })
 	in.log.DebugContext(ctx, "event applied", eventAttrs(group, d)...)
 	return nil
 }
@@ -291,16 +303,21 @@ func dedupKey(e event.Event, raw []byte) string {
 // store inserts a dead letter, or refreshes the one stored for the same
 // delivery before, which then waits for a replay again.
 func (in *Inbox) store(ctx context.Context, dl DeadLetter, key string, envelope, raw any) error {
-	_, err := in.db.ExecContext(ctx, `INSERT INTO dead_letters
-		(id, consumer_group, dedup_key, event_id, topic, type, envelope, raw, error, attempts, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	// Insert-or-ignore, then update: a failed insert would spoil a
+	// PostgreSQL transaction the caller's context might carry.
+	res, err := in.db.ExecContext(ctx, in.db.Dialect.InsertIgnore("dead_letters",
+		"id", "consumer_group", "dedup_key", "event_id", "topic", "type", "envelope", "raw", "error", "attempts", "created_at"),
 		dl.ID, dl.Group, key, dl.EventID, dl.Topic, dl.Type, envelope, raw, dl.Error, dl.Attempts, sqldb.Stamp(dl.CreatedAt))
-	if err == nil {
+	if err != nil {
+		return fmt.Errorf("storing dead letter for %s: %w", dl.Group, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("storing dead letter for %s: %w", dl.Group, err)
+	}
+	if n == 1 {
 		in.deadLetters.WithLabelValues(dl.Group).Inc()
 		return nil
-	}
-	if !sqldb.IsUniqueViolation(err) {
-		return fmt.Errorf("storing dead letter for %s: %w", dl.Group, err)
 	}
 	if _, err := in.db.ExecContext(ctx,
 		`UPDATE dead_letters SET error = ?, attempts = ?, replayed_at = NULL WHERE consumer_group = ? AND dedup_key = ?`,

@@ -14,6 +14,7 @@ import (
 	"github.com/microshop/microshop/internal/bus"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/inbox"
+	"github.com/microshop/microshop/internal/sqldb"
 )
 
 // adminServer mounts the dead-letter routes on a service's mux as the
@@ -33,7 +34,7 @@ func adminServer(in *inbox.Inbox) http.Handler {
 }
 
 func TestAdminRoutes(t *testing.T) {
-	db := openDB(t)
+	db := openDB(t, sqldb.SQLite)
 	in := inbox.New(db, "", nil)
 	var broken atomic.Bool
 	broken.Store(true)

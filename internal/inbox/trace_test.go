@@ -12,6 +12,7 @@ import (
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/inbox"
 	"github.com/microshop/microshop/internal/outbox"
+	"github.com/microshop/microshop/internal/sqldb"
 	"github.com/microshop/microshop/internal/sqldb/sqldbtest"
 )
 
@@ -19,7 +20,7 @@ import (
 // consumer span in the trace the event carries, and an event that work
 // publishes carries that trace on.
 func TestADeliveryContinuesTheEventsTrace(t *testing.T) {
-	db := openDB(t)
+	db := openDB(t, sqldb.SQLite)
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	in := inbox.New(db, "svc", nil)

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/sqldb"
@@ -130,11 +131,16 @@ func Pending(ctx context.Context, db *sqldb.DB) (Backlog, error) {
 // time so a large purge does not hold the database for long, and reports how
 // many it deleted. Unpublished events are never deleted, however old.
 func Purge(ctx context.Context, db *sqldb.DB, cutoff time.Time) (int64, error) {
+	// MySQL cannot delete from a table it selects from in a subquery,
+	// but deletes a bounded batch itself; the others take the subquery.
+	purge := `DELETE FROM outbox WHERE seq IN (
+			SELECT seq FROM outbox WHERE published_at IS NOT NULL AND published_at < ? ORDER BY seq LIMIT 1000)`
+	if db.Dialect == sqldb.MySQL {
+		purge = `DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ? ORDER BY seq LIMIT 1000`
+	}
 	var total int64
 	for {
-		res, err := db.ExecContext(ctx, `DELETE FROM outbox WHERE seq IN (
-			SELECT seq FROM outbox WHERE published_at IS NOT NULL AND published_at < ? ORDER BY seq LIMIT 1000)`,
-			sqldb.Stamp(cutoff))
+		res, err := db.ExecContext(ctx, purge, sqldb.Stamp(cutoff))
 		if err != nil {
 			return total, fmt.Errorf("purging published events: %w", err)
 		}
@@ -154,7 +160,8 @@ func Purge(ctx context.Context, db *sqldb.DB, cutoff time.Time) (int64, error) {
 // keeps published events (Options.Retention < 0), the outbox is the
 // service's own event log: a read model can be rebuilt from it.
 func Log(ctx context.Context, db *sqldb.DB, prefix string, fn func(event.Event) error) error {
-	rows, err := db.QueryContext(ctx, `SELECT envelope FROM outbox WHERE substr(topic, 1, ?) = ? ORDER BY seq`, len(prefix), prefix)
+	rows, err := db.QueryContext(ctx, `SELECT envelope FROM outbox WHERE substr(topic, 1, ?) = ? ORDER BY seq`,
+		utf8.RuneCountInString(prefix), prefix) // substr counts characters on PostgreSQL and MySQL
 	if err != nil {
 		return fmt.Errorf("reading the event log: %w", err)
 	}

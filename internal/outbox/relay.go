@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -359,9 +360,14 @@ func (r *Relay) release() {
 	}
 }
 
+// truncate cuts s to at most n bytes, on a character boundary: MySQL
+// refuses a string cut in the middle of one.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

@@ -80,7 +80,8 @@ type Options struct {
 	Services []string // which services run in this process
 	Seed     bool     // seed the catalog and stock of a new shop once up
 	// EmbedBroker starts JetStream in this process when no broker URL is
-	// configured (up); otherwise services connect to the configured one.
+	// configured (up, or serve --services=broker); otherwise services
+	// connect to the configured one.
 	EmbedBroker bool
 	Stdout      io.Writer // where the banner and a generated admin password go
 	Log         *slog.Logger
@@ -97,7 +98,9 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	b := &builder{cfg: opt.Config, log: opt.Log, stdout: opt.Stdout, ctx: ctx}
+	// The admin password, when configured, is known to every process, so
+	// that a process running the gateway without users can seed.
+	b := &builder{cfg: opt.Config, log: opt.Log, stdout: opt.Stdout, ctx: ctx, adminPass: opt.Config.AdminPassword.Reveal()}
 	if slices.Contains(opt.Services, "gateway") {
 		// The console lives in the gateway; every span of this process
 		// reaches it straight from the SDK.
@@ -137,9 +140,14 @@ func Run(ctx context.Context, opt Options) error {
 		})
 	}
 
-	// The registry starts first, because everyone else announces itself
-	// there and its address may only be known once it listens.
-	if slices.Contains(opt.Services, "registry") {
+	// The built-in registry starts first, because everyone else announces
+	// itself there and its address may only be known once it listens. It
+	// runs only when it is the registry in use: with etcd or Kubernetes
+	// DNS the instances are kept there, and the gateway lists them itself.
+	switch {
+	case slices.Contains(opt.Services, "registry") && !builtinRegistry(b.cfg.RegistryURL):
+		b.log.Info("the built-in registry does not run: MICROSHOP_REGISTRY_URL names another", slog.String("registry_url", b.cfg.RegistryURL))
+	case slices.Contains(opt.Services, "registry"):
 		var regWG sync.WaitGroup
 		regCtx, stopRegistry := context.WithCancel(context.WithoutCancel(ctx))
 		stops = append(stops, func() { stopRegistry(); regWG.Wait() })
@@ -152,8 +160,17 @@ func Run(ctx context.Context, opt Options) error {
 			return errors.Join(firstErr, ctx.Err())
 		}
 	}
-	b.regClient = discovery.NewClient(b.cfg.RegistryURL, time.Second)
-	b.regClient.Authorize = auth.NewServiceSigner(registryClient, b.serviceKey).Authorize
+	reg, err := discovery.New(b.cfg.RegistryURL,
+		discovery.WithCache(time.Second),
+		discovery.WithAuthorize(auth.NewServiceSigner(registryClient, b.serviceKey).Authorize),
+		discovery.WithServices(config.Services),
+		discovery.WithLogger(b.log.With(slog.String("component", "discovery"))))
+	if err != nil {
+		return fmt.Errorf("opening the registry: %w", err)
+	}
+	// Closed once every service has left it, before the built-in registry stops.
+	stops = append(stops, func() { _ = reg.Close() })
+	b.regClient = reg
 
 	if b.cfg.BrokerURL == "" {
 		if opt.EmbedBroker {
@@ -194,6 +211,9 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}
 	wg.Wait()
+	// A process that runs only the registry or the embedded broker has no
+	// service to wait for: it serves until it is stopped, or fails.
+	<-ctx.Done()
 	errMu.Lock()
 	defer errMu.Unlock()
 	return firstErr
@@ -227,7 +247,7 @@ type builder struct {
 	cfg         config.Config
 	log         *slog.Logger
 	stdout      io.Writer
-	regClient   *discovery.Client
+	regClient   discovery.Registry
 	registrySvc *host.Service
 	closersMu   sync.Mutex
 	closers     []io.Closer           // closed in reverse order when the shop stops
@@ -269,6 +289,7 @@ func (b *builder) service(name string, routes *http.ServeMux) *host.Service {
 		Metrics:     web.NewMetrics(name),
 		Registry:    b.regClient, // nil for the registry itself
 		RegistryTTL: b.cfg.RegistryTTL,
+		Advertise:   b.cfg.AdvertiseHost,
 		OnListen:    func(addr string) { b.addrs.Store(name, addr) },
 		Services:    b.internalGuard(name),
 		Tracing:     telemetry.Middleware(name, b.tracer(name)),
@@ -447,6 +468,12 @@ func (b *builder) policy() resilience.Policy {
 	return p
 }
 
+// builtinRegistry says whether the registry URL names microshop's own
+// registry, rather than etcd or Kubernetes DNS.
+func builtinRegistry(rawURL string) bool {
+	return strings.HasPrefix(rawURL, "http://") || strings.HasPrefix(rawURL, "https://")
+}
+
 type lateResolver struct{ b *builder }
 
 func (l lateResolver) Resolve(ctx context.Context, service string) (string, error) {
@@ -458,17 +485,22 @@ func (l lateResolver) Resolve(ctx context.Context, service string) (string, erro
 
 func (l lateResolver) Forget(service string) { l.b.regClient.Forget(service) }
 
+// openDB opens service name's own database, whichever dialect its URL
+// names (SQLite by default; PostgreSQL or MySQL by MICROSHOP_<NAME>_DB_URL),
+// and brings its schema and its messaging tables up to date. Errors say
+// which service and which database, password redacted.
 func (b *builder) openDB(name string, migrations fs.FS) (*sqldb.DB, error) {
-	db, err := sqldb.Open(b.ctx, b.cfg.DBURL(name))
+	dbURL := b.cfg.DBURL(name)
+	db, err := sqldb.Open(b.ctx, dbURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("opening the %s database: %w", name, err)
 	}
 	b.closeLater(db)
 	if err := db.Migrate(b.ctx, migrations); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("migrating the %s database (%s %s): %w", name, db.Dialect, sqldb.Redact(dbURL), err)
 	}
 	if err := outbox.Migrate(b.ctx, db); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("migrating the %s database (%s %s): %w", name, db.Dialect, sqldb.Redact(dbURL), err)
 	}
 	return db, nil
 }
@@ -707,8 +739,14 @@ func (b *builder) gateway() (*host.Service, error) {
 	// The proxy and the gateway's own calls share one breaker per upstream.
 	call := b.caller("gateway")
 	tp := b.tracer("gateway")
-	proxy, err := gateway.NewProxy(lateResolver{b}, b.cfg.RegistryURL, log, gateway.WithEdges(call.Edges()),
-		gateway.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) }))
+	opts := []gateway.Option{gateway.WithEdges(call.Edges()),
+		gateway.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) })}
+	if !builtinRegistry(b.cfg.RegistryURL) {
+		// No registry service to forward the admin's listing to: the
+		// gateway answers it from etcd or DNS.
+		opts = append(opts, gateway.WithRegistryListing(b.regClient.Services, registry.OpenAPI))
+	}
+	proxy, err := gateway.NewProxy(lateResolver{b}, b.cfg.RegistryURL, log, opts...)
 	if err != nil {
 		return nil, err
 	}

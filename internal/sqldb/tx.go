@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 )
 
 // A transaction can travel in a context, as the ambient transaction of the
@@ -18,6 +20,59 @@ import (
 // nested units are named by their depth, so two goroutines nesting units on
 // one transaction would step on each other.
 
+// Tx is a transaction of a DB. Its statements take ? placeholders, as the
+// DB's do; it runs one statement at a time.
+type Tx struct {
+	tx *sql.Tx
+	db *DB
+}
+
+// ExecContext runs a statement in the transaction.
+func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.db.Dialect.Rebind(query), args...)
+}
+
+// QueryContext runs a query in the transaction. Close the rows before the
+// transaction's next statement.
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.db.Dialect.Rebind(query), args...)
+}
+
+// QueryRowContext runs a query expected to return at most one row in the
+// transaction.
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.db.Dialect.Rebind(query), args...)
+}
+
+// Commit commits the transaction, and then runs the DB's OnCommit hook.
+func (t *Tx) Commit() error {
+	if err := t.tx.Commit(); err != nil {
+		return err
+	}
+	t.db.committed()
+	return nil
+}
+
+// Rollback undoes the transaction; after a Commit it returns sql.ErrTxDone.
+func (t *Tx) Rollback() error { return t.tx.Rollback() }
+
+// Begin starts a transaction that the caller commits or rolls back, for
+// code that cannot run its work inside Atomic. Prefer Atomic.
+func (db *DB) Begin(ctx context.Context) (*Tx, error) {
+	var opts *sql.TxOptions
+	if db.Dialect == MySQL {
+		// MySQL defaults to REPEATABLE READ, where a plain read in a
+		// transaction sees its first snapshot; READ COMMITTED, as on
+		// PostgreSQL, keeps one reasoning for both servers.
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	tx, err := db.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Tx{tx: tx, db: db}, nil
+}
+
 // txKey finds a pool's ambient transaction in a context. It is keyed by the
 // pool, so a context can carry transactions of several databases and each
 // database finds only its own.
@@ -27,7 +82,7 @@ type txKey struct{ pool *sql.DB }
 // running in that context is nested: 0 for the transaction itself, n for
 // the n-th savepoint above it.
 type ambient struct {
-	tx    *sql.Tx
+	tx    *Tx
 	depth int
 }
 
@@ -37,17 +92,17 @@ type ambient struct {
 // outbox.Add and the store's own calls in the callback join tx). Units run
 // with Atomic or InTx in the returned context nest inside tx as savepoints;
 // committing or rolling back tx stays with whoever began it.
-func (db *DB) WithTx(ctx context.Context, tx *sql.Tx) context.Context {
-	if a, ok := ctx.Value(txKey{db.DB}).(*ambient); ok && a.tx == tx {
+func (db *DB) WithTx(ctx context.Context, tx *Tx) context.Context {
+	if a, ok := ctx.Value(txKey{db.pool}).(*ambient); ok && a.tx == tx {
 		return ctx // already there, at its depth
 	}
-	return context.WithValue(ctx, txKey{db.DB}, &ambient{tx: tx})
+	return context.WithValue(ctx, txKey{db.pool}, &ambient{tx: tx})
 }
 
 // TxFrom returns db's ambient transaction in ctx, if it carries one. A
 // transaction of another database does not count.
-func (db *DB) TxFrom(ctx context.Context) (*sql.Tx, bool) {
-	a, ok := ctx.Value(txKey{db.DB}).(*ambient)
+func (db *DB) TxFrom(ctx context.Context) (*Tx, bool) {
+	a, ok := ctx.Value(txKey{db.pool}).(*ambient)
 	if !ok {
 		return nil, false
 	}
@@ -60,11 +115,40 @@ func (db *DB) TxFrom(ctx context.Context) (*sql.Tx, bool) {
 // nests as a SAVEPOINT of that transaction: if fn fails, only its own work is
 // undone and the error is returned to the enclosing unit, which decides
 // whether to carry on; nothing is committed until the outermost unit is.
+//
+// When the server ends the outermost transaction as the loser of a deadlock
+// or a serialization conflict (IsRetryable), Atomic runs fn again on a new
+// transaction, up to Attempts times in all: such conflicts are routine on
+// PostgreSQL and MySQL under concurrent writers. So fn may run more than
+// once: it must leave nothing behind outside the database but its result
+// (reset what it collects at its start; count and notify after the commit).
 func (db *DB) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
-	if a, ok := ctx.Value(txKey{db.DB}).(*ambient); ok {
+	if a, ok := ctx.Value(txKey{db.pool}).(*ambient); ok {
 		return db.nested(ctx, a, fn)
 	}
-	tx, err := db.DB.BeginTx(ctx, nil)
+	for attempt := 1; ; attempt++ {
+		err := db.atomic(ctx, fn)
+		if err == nil || attempt == Attempts || !IsRetryable(err) {
+			return err
+		}
+		// A short, jittered pause, so the winners finish first and the
+		// losers do not collide again in step.
+		pause := time.Duration(attempt)*5*time.Millisecond + rand.N(10*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
+}
+
+// Attempts is how many times Atomic runs a unit of work that keeps losing
+// deadlocks or serialization conflicts before it returns the error.
+const Attempts = 4
+
+// atomic runs fn once in a transaction of its own.
+func (db *DB) atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	tx, err := db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
@@ -76,14 +160,13 @@ func (db *DB) Atomic(ctx context.Context, fn func(ctx context.Context) error) er
 			_ = tx.Rollback()
 		}
 	}()
-	if err := fn(context.WithValue(ctx, txKey{db.DB}, &ambient{tx: tx})); err != nil {
+	if err := fn(context.WithValue(ctx, txKey{db.pool}, &ambient{tx: tx})); err != nil {
 		return err
 	}
 	committed = true
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing transaction: %w", err)
 	}
-	db.committed()
 	return nil
 }
 
@@ -107,11 +190,13 @@ func (db *DB) nested(ctx context.Context, a *ambient, fn func(ctx context.Contex
 		if rbErr == nil {
 			_, rbErr = a.tx.ExecContext(uctx, "RELEASE SAVEPOINT "+name)
 		}
-		if rbErr != nil && err != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+		// A deadlock on MySQL has rolled the whole transaction back, its
+		// savepoints with it: the error says so already.
+		if rbErr != nil && err != nil && !errors.Is(rbErr, sql.ErrTxDone) && !IsRetryable(err) {
 			err = errors.Join(err, fmt.Errorf("rolling back savepoint: %w", rbErr))
 		}
 	}()
-	if err := fn(context.WithValue(ctx, txKey{db.DB}, inner)); err != nil {
+	if err := fn(context.WithValue(ctx, txKey{db.pool}, inner)); err != nil {
 		return err
 	}
 	if _, err := a.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name); err != nil {
@@ -122,10 +207,10 @@ func (db *DB) nested(ctx context.Context, a *ambient, fn func(ctx context.Contex
 }
 
 // InTx runs fn as one unit of work on a transaction, like Atomic, for code
-// that works on the *sql.Tx directly: fn gets the transaction it begins, or,
-// when ctx carries an ambient transaction of db, that transaction inside a
-// savepoint of fn's own.
-func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// that works on the transaction directly: fn gets the transaction it begins,
+// or, when ctx carries an ambient transaction of db, that transaction inside
+// a savepoint of fn's own.
+func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return db.Atomic(ctx, func(ctx context.Context) error {
 		tx, _ := db.TxFrom(ctx)
 		return fn(tx)
@@ -138,18 +223,17 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if tx, ok := db.TxFrom(ctx); ok {
 		return tx.ExecContext(ctx, query, args...)
 	}
-	return db.DB.ExecContext(ctx, query, args...)
+	return db.pool.ExecContext(ctx, db.Dialect.Rebind(query), args...)
 }
 
 // QueryContext runs a query in db's ambient transaction in ctx, or on the
 // pool when there is none. The rows must be closed before the transaction's
-// next statement on drivers that run one statement at a time per connection
-// (PostgreSQL).
+// next statement: PostgreSQL and MySQL connections run one at a time.
 func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if tx, ok := db.TxFrom(ctx); ok {
 		return tx.QueryContext(ctx, query, args...)
 	}
-	return db.DB.QueryContext(ctx, query, args...)
+	return db.pool.QueryContext(ctx, db.Dialect.Rebind(query), args...)
 }
 
 // QueryRowContext runs a query expected to return at most one row in db's
@@ -158,5 +242,5 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	if tx, ok := db.TxFrom(ctx); ok {
 		return tx.QueryRowContext(ctx, query, args...)
 	}
-	return db.DB.QueryRowContext(ctx, query, args...)
+	return db.pool.QueryRowContext(ctx, db.Dialect.Rebind(query), args...)
 }

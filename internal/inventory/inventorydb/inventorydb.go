@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/event"
@@ -54,7 +56,8 @@ type intentItem struct {
 
 // MergeIntent implements inventory.Store with one upsert, so that two events
 // of an order applied at once cannot both miss the other's part: the second
-// waits for the first's row and merges into it.
+// waits for the first's row and merges into it. The merged row is read back
+// in the same unit, while the upsert's lock on it is held.
 func (s *Store) MergeIntent(ctx context.Context, in inventory.Intent, at time.Time) (inventory.Intent, error) {
 	var items any // NULL unless in brings them
 	if in.Items != nil {
@@ -68,19 +71,25 @@ func (s *Store) MergeIntent(ctx context.Context, in inventory.Intent, at time.Ti
 		}
 		items = string(b)
 	}
+	d := s.db.Dialect
 	var (
 		got      = inventory.Intent{OrderID: in.OrderID}
 		gotItems sql.NullString
 	)
-	err := s.db.QueryRowContext(ctx, `
-		INSERT INTO order_intents (order_id, saga, items, paid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (order_id) DO UPDATE SET
-			items = COALESCE(order_intents.items, excluded.items),
-			paid = MAX(order_intents.paid, excluded.paid),
-			updated_at = excluded.updated_at
-		RETURNING saga, items, paid`,
-		in.OrderID, string(in.Saga), items, in.Paid, formatTime(at), formatTime(at),
-	).Scan(&got.Saga, &gotItems, &got.Paid)
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx, `
+			INSERT INTO order_intents (order_id, saga, items, paid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+			`+d.OnConflictUpdate("order_id")+`
+				items = COALESCE(order_intents.items, `+d.Excluded("items")+`),
+				paid = `+d.Greatest("order_intents.paid", d.Excluded("paid"))+`,
+				updated_at = `+d.Excluded("updated_at"),
+			in.OrderID, string(in.Saga), items, flag(in.Paid), sqldb.Stamp(at), sqldb.Stamp(at))
+		if err != nil {
+			return err
+		}
+		return s.db.QueryRowContext(ctx, `SELECT saga, items, paid FROM order_intents WHERE order_id = ?`, in.OrderID).
+			Scan(&got.Saga, &gotItems, &got.Paid)
+	})
 	if err != nil {
 		return inventory.Intent{}, fmt.Errorf("recording the intent of order %s: %w", in.OrderID, err)
 	}
@@ -97,17 +106,17 @@ func (s *Store) MergeIntent(ctx context.Context, in inventory.Intent, at time.Ti
 	return got, nil
 }
 
-// querier is what a database and a transaction both offer, so reads can
-// run inside or outside one.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+// flag is a boolean as the 0 or 1 its column holds on every dialect.
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Stock implements inventory.Store.
 func (s *Store) Stock(ctx context.Context, productID string) (inventory.Stock, error) {
-	st, found, err := stock(ctx, s.db, productID)
+	st, found, err := s.stock(ctx, productID, false)
 	if err != nil {
 		return inventory.Stock{}, err
 	}
@@ -141,29 +150,30 @@ func (s *Store) ListStock(ctx context.Context, after string, limit int) ([]inven
 }
 
 // SetAvailable implements inventory.Store. Units taken away from available
-// are taken from supplied too, so the stock still adds up.
+// are taken from supplied too, so the stock still adds up. The product's row
+// is made to exist and locked before it is read, so that a reservation
+// cannot slip between the read and the write and be counted away.
 func (s *Store) SetAvailable(ctx context.Context, productID string, available int64, at time.Time) (inventory.Stock, error) {
 	var out inventory.Stock
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		st, found, err := stock(ctx, tx, productID)
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		// A product without a row has no stock: start it at zero.
+		if err := s.ensure(ctx, "stock", "product_id",
+			[]string{"product_id", "available", "reserved", "sold", "supplied", "updated_at"},
+			productID, 0, 0, 0, 0, sqldb.Stamp(at)); err != nil {
+			return fmt.Errorf("creating stock of product %s: %w", productID, err)
+		}
+		st, found, err := s.stock(ctx, productID, true)
 		if err != nil {
 			return err
 		}
 		if !found {
-			_, err = tx.ExecContext(ctx,
-				`INSERT INTO stock (product_id, available, reserved, sold, supplied, updated_at) VALUES (?, ?, 0, 0, ?, ?)`,
-				productID, available, available, formatTime(at))
-			if err != nil {
-				return fmt.Errorf("creating stock of product %s: %w", productID, err)
-			}
-			out = inventory.Stock{ProductID: productID, Available: available, Supplied: available}
-			return nil
+			return fmt.Errorf("setting stock of product %s: its row is missing", productID)
 		}
 		st.Supplied += available - st.Available
 		st.Available = available
-		_, err = tx.ExecContext(ctx,
+		_, err = s.db.ExecContext(ctx,
 			`UPDATE stock SET available = ?, supplied = ?, updated_at = ? WHERE product_id = ?`,
-			st.Available, st.Supplied, formatTime(at), productID)
+			st.Available, st.Supplied, sqldb.Stamp(at), productID)
 		if err != nil {
 			return fmt.Errorf("setting stock of product %s: %w", productID, err)
 		}
@@ -179,48 +189,63 @@ func (s *Store) SetAvailable(ctx context.Context, productID string, available in
 // Reserve implements inventory.Store. A rejection is committed like a
 // success, so the refusal is recorded and answered again on a repeat; only
 // the error returned to the caller differs.
+//
+// Concurrent units are kept apart by row locks, always taken in one order:
+// the order's reservation row first, then its products' stock rows by
+// product id, as Commit and Release do too, so no two units deadlock. The
+// reservation row is claimed by inserting it, so that of two reserves of one
+// order only one moves stock and the other answers what it did; the stock
+// rows are locked before their units are counted, so that two orders cannot
+// both take the last unit.
 func (s *Store) Reserve(ctx context.Context, r inventory.Reservation) (inventory.Reservation, bool, error) {
 	var (
 		got     inventory.Reservation
 		created bool
 		refusal error
 	)
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		existing, found, err := reservation(ctx, tx, r.OrderID)
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		existing, found, err := s.reservation(ctx, r.OrderID, false)
 		if err != nil {
 			return err
+		}
+		if !found {
+			claimed, err := s.claim(ctx, r)
+			if err != nil {
+				return err
+			}
+			if !claimed {
+				// Another unit recorded the order's reservation since the read.
+				if existing, found, err = s.reservation(ctx, r.OrderID, false); err != nil {
+					return err
+				} else if !found {
+					return fmt.Errorf("reading reservation of order %s: refused as a duplicate, yet missing", r.OrderID)
+				}
+			}
 		}
 		if found {
 			got, refusal = existing, existing.ReserveAgain()
 			return nil
 		}
-		available := make(map[string]int64, len(r.Items))
-		for _, it := range r.Items {
-			st, found, err := stock(ctx, tx, it.ProductID)
-			if err != nil {
-				return err
-			}
-			if found {
-				available[it.ProductID] = st.Available
-			}
+		available, err := s.lockStock(ctx, r.Items)
+		if err != nil {
+			return err
 		}
 		if reason, short := inventory.Shortage(r.Items, available); short {
 			r.Status, r.Reason = inventory.Rejected, reason
 			got, refusal = r, fail.New(fail.Conflict, "%s", reason)
-			return insertReservation(ctx, tx, r)
+			return s.reject(ctx, r)
 		}
 		for _, it := range r.Items {
-			// The guard repeats the check above in the statement itself, so
-			// stock can never go negative even if the transaction did not
-			// hold the write lock since the read.
-			if err := move(ctx, tx,
+			// The guard repeats the check made under the lock, so that stock
+			// can never go negative, whatever a future change here does.
+			if err := s.move(ctx,
 				`UPDATE stock SET available = available - ?, reserved = reserved + ?, updated_at = ? WHERE product_id = ? AND available >= ?`,
 				it, r.UpdatedAt); err != nil {
-				return fail.Wrap(fail.Unavailable, err, "stock of product %s changed during the reservation; try again", it.ProductID)
+				return err
 			}
 		}
 		got, created = r, true
-		return insertReservation(ctx, tx, r)
+		return s.insertItems(ctx, r)
 	})
 	switch {
 	case err != nil:
@@ -232,11 +257,35 @@ func (s *Store) Reserve(ctx context.Context, r inventory.Reservation) (inventory
 	}
 }
 
-// Commit implements inventory.Store.
+// lockStock locks the stock rows of items, in product order so that two
+// reserves lock shared products in the same order and never deadlock, and
+// returns the units available of each product that has stock.
+func (s *Store) lockStock(ctx context.Context, items []inventory.Item) (map[string]int64, error) {
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		ids = append(ids, it.ProductID)
+	}
+	slices.Sort(ids)
+	available := make(map[string]int64, len(ids))
+	for _, id := range slices.Compact(ids) {
+		st, found, err := s.stock(ctx, id, true)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			available[id] = st.Available
+		}
+	}
+	return available, nil
+}
+
+// Commit implements inventory.Store. The reservation row is locked before
+// it is read, so of two commits of one order the second waits, then finds it
+// COMMITTED and answers it again instead of selling the units twice.
 func (s *Store) Commit(ctx context.Context, orderID string, at time.Time) (inventory.Reservation, error) {
 	var got inventory.Reservation
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		r, found, err := reservation(ctx, tx, orderID)
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		r, found, err := s.reservation(ctx, orderID, true)
 		if err != nil {
 			return err
 		}
@@ -249,13 +298,13 @@ func (s *Store) Commit(ctx context.Context, orderID string, at time.Time) (inven
 			return err
 		}
 		for _, it := range r.Items {
-			if err := move(ctx, tx,
+			if err := s.move(ctx,
 				`UPDATE stock SET reserved = reserved - ?, sold = sold + ?, updated_at = ? WHERE product_id = ? AND reserved >= ?`,
 				it, at); err != nil {
 				return err
 			}
 		}
-		got, err = changeStatus(ctx, tx, r, inventory.Committed, at)
+		got, err = s.changeStatus(ctx, r, inventory.Committed, at)
 		return err
 	})
 	if err != nil {
@@ -264,17 +313,29 @@ func (s *Store) Commit(ctx context.Context, orderID string, at time.Time) (inven
 	return got, nil
 }
 
-// Release implements inventory.Store.
+// Release implements inventory.Store. Like Commit, it locks the reservation
+// before reading it. An order with none gets a tombstone, unless a reserve
+// of the order commits first: then that reservation is released instead.
 func (s *Store) Release(ctx context.Context, orderID string, at time.Time) (inventory.Reservation, error) {
 	var got inventory.Reservation
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		r, found, err := reservation(ctx, tx, orderID)
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		r, found, err := s.reservation(ctx, orderID, true)
 		if err != nil {
 			return err
 		}
 		if !found {
-			got = inventory.Reservation{OrderID: orderID, Status: inventory.Released, CreatedAt: at, UpdatedAt: at}
-			return insertReservation(ctx, tx, got)
+			if err := s.ensure(ctx, "reservations", "order_id",
+				[]string{"order_id", "status", "reason", "created_at", "updated_at"},
+				orderID, string(inventory.Released), "", sqldb.Stamp(at), sqldb.Stamp(at)); err != nil {
+				return fmt.Errorf("recording the release of order %s: %w", orderID, err)
+			}
+			// The tombstone, or the reservation a reserve of the order
+			// committed since the read.
+			if r, found, err = s.reservation(ctx, orderID, true); err != nil {
+				return err
+			} else if !found {
+				return fmt.Errorf("reading reservation of order %s: its row is missing", orderID)
+			}
 		}
 		step, err := r.ReleaseStep()
 		if err != nil || step == inventory.Replay {
@@ -282,13 +343,13 @@ func (s *Store) Release(ctx context.Context, orderID string, at time.Time) (inve
 			return err
 		}
 		for _, it := range r.Items {
-			if err := move(ctx, tx,
+			if err := s.move(ctx,
 				`UPDATE stock SET reserved = reserved - ?, available = available + ?, updated_at = ? WHERE product_id = ? AND reserved >= ?`,
 				it, at); err != nil {
 				return err
 			}
 		}
-		got, err = changeStatus(ctx, tx, r, inventory.Released, at)
+		got, err = s.changeStatus(ctx, r, inventory.Released, at)
 		return err
 	})
 	if err != nil {
@@ -299,7 +360,7 @@ func (s *Store) Release(ctx context.Context, orderID string, at time.Time) (inve
 
 // Reservation implements inventory.Store.
 func (s *Store) Reservation(ctx context.Context, orderID string) (inventory.Reservation, error) {
-	r, found, err := reservation(ctx, s.db, orderID)
+	r, found, err := s.reservation(ctx, orderID, false)
 	if err != nil {
 		return inventory.Reservation{}, err
 	}
@@ -351,12 +412,16 @@ func (s *Store) ListReservations(ctx context.Context, after string, limit int) (
 	return out, nil
 }
 
-// stock reads the stock of a product, and whether it has any.
-func stock(ctx context.Context, q querier, productID string) (inventory.Stock, bool, error) {
+// stock reads the stock of a product, and whether it has any. With lock, the
+// row stays locked until the unit of work of ctx ends, and the read waits
+// for a unit that holds it and sees what that unit committed.
+func (s *Store) stock(ctx context.Context, productID string, lock bool) (inventory.Stock, bool, error) {
+	query := `SELECT available, reserved, sold, supplied FROM stock WHERE product_id = ?`
+	if lock {
+		query += s.db.Dialect.ForUpdate()
+	}
 	st := inventory.Stock{ProductID: productID}
-	err := q.QueryRowContext(ctx,
-		`SELECT available, reserved, sold, supplied FROM stock WHERE product_id = ?`, productID,
-	).Scan(&st.Available, &st.Reserved, &st.Sold, &st.Supplied)
+	err := s.db.QueryRowContext(ctx, query, productID).Scan(&st.Available, &st.Reserved, &st.Sold, &st.Supplied)
 	if errors.Is(err, sql.ErrNoRows) {
 		return inventory.Stock{}, false, nil
 	}
@@ -369,9 +434,9 @@ func stock(ctx context.Context, q querier, productID string) (inventory.Stock, b
 // move runs a guarded update that moves an item's quantity between two
 // columns of its product's stock. The statement's last argument is the
 // guard's minimum; if no row passes it, the stock does not hold what the
-// move takes, and the transaction must not go on.
-func move(ctx context.Context, tx *sql.Tx, update string, it inventory.Item, at time.Time) error {
-	res, err := tx.ExecContext(ctx, update, it.Quantity, it.Quantity, formatTime(at), it.ProductID, it.Quantity)
+// move takes, and the unit of work must not go on.
+func (s *Store) move(ctx context.Context, update string, it inventory.Item, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, update, it.Quantity, it.Quantity, sqldb.Stamp(at), it.ProductID, it.Quantity)
 	if err != nil {
 		return fmt.Errorf("moving stock of product %s: %w", it.ProductID, err)
 	}
@@ -386,13 +451,17 @@ func move(ctx context.Context, tx *sql.Tx, update string, it inventory.Item, at 
 }
 
 // reservation reads the reservation of an order with its items, and
-// whether there is one.
-func reservation(ctx context.Context, q querier, orderID string) (inventory.Reservation, bool, error) {
+// whether there is one. With lock, the reservation's row stays locked until
+// the unit of work of ctx ends, and the read waits for a unit that holds it
+// and sees what that unit committed.
+func (s *Store) reservation(ctx context.Context, orderID string, lock bool) (inventory.Reservation, bool, error) {
+	query := `SELECT status, reason, created_at, updated_at FROM reservations WHERE order_id = ?`
+	if lock {
+		query += s.db.Dialect.ForUpdate()
+	}
 	r := inventory.Reservation{OrderID: orderID}
 	var created, updated string
-	err := q.QueryRowContext(ctx,
-		`SELECT status, reason, created_at, updated_at FROM reservations WHERE order_id = ?`, orderID,
-	).Scan(&r.Status, &r.Reason, &created, &updated)
+	err := s.db.QueryRowContext(ctx, query, orderID).Scan(&r.Status, &r.Reason, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return inventory.Reservation{}, false, nil
 	}
@@ -402,35 +471,69 @@ func reservation(ctx context.Context, q querier, orderID string) (inventory.Rese
 	if r.CreatedAt, r.UpdatedAt, err = parseTimes(created, updated); err != nil {
 		return inventory.Reservation{}, false, fmt.Errorf("reading reservation of order %s: %w", orderID, err)
 	}
-	rows, err := q.QueryContext(ctx,
-		`SELECT product_id, quantity FROM reservation_items WHERE order_id = ? ORDER BY product_id`, orderID)
-	if err != nil {
-		return inventory.Reservation{}, false, fmt.Errorf("reading items of order %s: %w", orderID, err)
-	}
-	defer rows.Close()
-	r.Items = []inventory.Item{}
-	for rows.Next() {
-		var it inventory.Item
-		if err := rows.Scan(&it.ProductID, &it.Quantity); err != nil {
-			return inventory.Reservation{}, false, fmt.Errorf("reading items of order %s: %w", orderID, err)
-		}
-		r.Items = append(r.Items, it)
-	}
-	if err := rows.Err(); err != nil {
-		return inventory.Reservation{}, false, fmt.Errorf("reading items of order %s: %w", orderID, err)
+	if r.Items, err = s.reservationItems(ctx, orderID); err != nil {
+		return inventory.Reservation{}, false, err
 	}
 	return r, true, nil
 }
 
-func insertReservation(ctx context.Context, tx *sql.Tx, r inventory.Reservation) error {
-	_, err := tx.ExecContext(ctx,
-		`INSERT INTO reservations (order_id, status, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
-		r.OrderID, r.Status, r.Reason, formatTime(r.CreatedAt), formatTime(r.UpdatedAt))
+// reservationItems reads the items of an order's reservation, in product
+// order: the order in which stock rows are locked.
+func (s *Store) reservationItems(ctx context.Context, orderID string) ([]inventory.Item, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT product_id, quantity FROM reservation_items WHERE order_id = ? ORDER BY product_id`, orderID)
 	if err != nil {
-		return fmt.Errorf("recording reservation of order %s: %w", r.OrderID, err)
+		return nil, fmt.Errorf("reading items of order %s: %w", orderID, err)
 	}
+	defer rows.Close()
+	items := []inventory.Item{}
+	for rows.Next() {
+		var it inventory.Item
+		if err := rows.Scan(&it.ProductID, &it.Quantity); err != nil {
+			return nil, fmt.Errorf("reading items of order %s: %w", orderID, err)
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading items of order %s: %w", orderID, err)
+	}
+	return items, nil
+}
+
+// claim records r's reservation row, RESERVED and without its items, unless
+// the order has a reservation already, and reports whether it did. The new
+// row stays locked until the unit of work of ctx ends. If another unit is
+// inserting the order's row, claim waits for that unit to end first.
+func (s *Store) claim(ctx context.Context, r inventory.Reservation) (bool, error) {
+	res, err := s.db.ExecContext(ctx,
+		s.db.Dialect.InsertIgnore("reservations", "order_id", "status", "reason", "created_at", "updated_at"),
+		r.OrderID, string(inventory.Reserved), "", sqldb.Stamp(r.CreatedAt), sqldb.Stamp(r.UpdatedAt))
+	if err != nil {
+		return false, fmt.Errorf("recording reservation of order %s: %w", r.OrderID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("recording reservation of order %s: %w", r.OrderID, err)
+	}
+	return n == 1, nil
+}
+
+// reject records the reservation claimed for r as REJECTED for r.Reason,
+// with r's items, so that a repeat is answered with the same refusal.
+func (s *Store) reject(ctx context.Context, r inventory.Reservation) error {
+	_, err := s.db.ExecContext(ctx,
+		`UPDATE reservations SET status = ?, reason = ? WHERE order_id = ?`,
+		string(inventory.Rejected), r.Reason, r.OrderID)
+	if err != nil {
+		return fmt.Errorf("recording the rejection of order %s: %w", r.OrderID, err)
+	}
+	return s.insertItems(ctx, r)
+}
+
+// insertItems records the items of r's reservation.
+func (s *Store) insertItems(ctx context.Context, r inventory.Reservation) error {
 	for _, it := range r.Items {
-		_, err := tx.ExecContext(ctx,
+		_, err := s.db.ExecContext(ctx,
 			`INSERT INTO reservation_items (order_id, product_id, quantity) VALUES (?, ?, ?)`,
 			r.OrderID, it.ProductID, it.Quantity)
 		if err != nil {
@@ -440,12 +543,27 @@ func insertReservation(ctx context.Context, tx *sql.Tx, r inventory.Reservation)
 	return nil
 }
 
+// ensure inserts a row of cols (args in the same order) into table unless a
+// row with the same key exists, and leaves the row, new or not, locked
+// until the unit of work of ctx ends. A clash "updates" the key to itself
+// rather than being ignored: on MySQL an INSERT that finds the key taken,
+// IGNORE or not, takes only a shared lock on the row, and two units that go
+// on to lock it for writing would deadlock. Use it before a read that locks
+// the row anyway.
+func (s *Store) ensure(ctx context.Context, table, key string, cols []string, args ...any) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO `+table+` (`+strings.Join(cols, ", ")+`) VALUES (?`+strings.Repeat(", ?", len(cols)-1)+`) `+
+			s.db.Dialect.OnConflictUpdate(key)+` `+key+` = `+table+`.`+key,
+		args...)
+	return err
+}
+
 // changeStatus moves a RESERVED reservation to status; the guard on the old
 // status makes a second transition of the same reservation impossible.
-func changeStatus(ctx context.Context, tx *sql.Tx, r inventory.Reservation, status inventory.Status, at time.Time) (inventory.Reservation, error) {
-	res, err := tx.ExecContext(ctx,
+func (s *Store) changeStatus(ctx context.Context, r inventory.Reservation, status inventory.Status, at time.Time) (inventory.Reservation, error) {
+	res, err := s.db.ExecContext(ctx,
 		`UPDATE reservations SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?`,
-		status, formatTime(at), r.OrderID, inventory.Reserved)
+		string(status), sqldb.Stamp(at), r.OrderID, string(inventory.Reserved))
 	if err != nil {
 		return inventory.Reservation{}, fmt.Errorf("recording %s for order %s: %w", status, r.OrderID, err)
 	}
@@ -459,15 +577,13 @@ func changeStatus(ctx context.Context, tx *sql.Tx, r inventory.Reservation, stat
 }
 
 func parseTimes(created, updated string) (time.Time, time.Time, error) {
-	c, err := time.Parse(time.RFC3339Nano, created)
+	c, err := sqldb.ParseStamp(created)
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("parsing created_at: %w", err)
 	}
-	u, err := time.Parse(time.RFC3339Nano, updated)
+	u, err := sqldb.ParseStamp(updated)
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("parsing updated_at: %w", err)
 	}
 	return c, u, nil
 }
-
-func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/event"
@@ -46,7 +45,7 @@ func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, repl
 	}
 	return s.db.Atomic(ctx, func(ctx context.Context) error {
 		if replay != nil {
-			_, err := s.db.ExecContext(ctx, `INSERT INTO idempotency_keys (user_id, key, fingerprint, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+			_, err := s.db.ExecContext(ctx, `INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
 				replay.UserID, replay.Key, replay.Fingerprint, replay.OrderID, stamp(o.CreatedAt))
 			if sqldb.IsUniqueViolation(err) {
 				return fail.New(fail.Conflict, "idempotency key already used")
@@ -86,7 +85,7 @@ func (s *Store) Order(ctx context.Context, id string) (orders.Order, error) {
 // Replay implements orders.Store.
 func (s *Store) Replay(ctx context.Context, userID, key string) (orders.Replay, error) {
 	r := orders.Replay{UserID: userID, Key: key}
-	err := s.db.QueryRowContext(ctx, `SELECT fingerprint, order_id FROM idempotency_keys WHERE user_id = ? AND key = ?`, userID, key).
+	err := s.db.QueryRowContext(ctx, `SELECT fingerprint, order_id FROM idempotency_keys WHERE user_id = ? AND idem_key = ?`, userID, key).
 		Scan(&r.Fingerprint, &r.OrderID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return orders.Replay{}, fail.New(fail.NotFound, "no such idempotency key")
@@ -164,51 +163,60 @@ func (s *Store) Settings(ctx context.Context) (orders.Settings, bool, error) {
 
 // SaveSettings implements orders.Store.
 func (s *Store) SaveSettings(ctx context.Context, st orders.Settings) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES ('saga_mode', ?)
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, st.SagaMode)
+	_, err := s.db.ExecContext(ctx, s.db.Dialect.Upsert("settings", []string{"name"}, "name", "value"), "saga_mode", st.SagaMode)
 	if err != nil {
 		return fmt.Errorf("saving settings: %w", err)
 	}
 	return nil
 }
 
-// ClaimSagas implements orders.SagaStore.
+// ClaimSagas implements orders.SagaStore. On PostgreSQL and MySQL runners
+// claim at the same time: each locks the due sagas it reads, passing over
+// those another runner has locked, so they share the work out; and each
+// lease is a conditional UPDATE that states the lease is free, so a saga is
+// never handed to two runners whatever the read saw.
 func (s *Store) ClaimSagas(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]orders.Saga, error) {
 	var out []orders.Saga
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		out = nil // a unit that lost a deadlock runs again
 		rows, err := tx.QueryContext(ctx, `SELECT `+sagaColumns+` FROM sagas
-			WHERE done = 0 AND mode = 'orchestration' AND next_at <= ? AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?`,
+			WHERE done = 0 AND mode = 'orchestration' AND next_at <= ? AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?`+s.db.Dialect.ForUpdateSkipLocked(),
 			now.UnixMilli(), now.UnixMilli(), limit)
 		if err != nil {
 			return fmt.Errorf("finding due sagas: %w", err)
 		}
+		var due []orders.Saga
 		for rows.Next() {
 			sg, err := scanSaga(rows)
 			if err != nil {
 				rows.Close()
 				return err
 			}
-			out = append(out, sg)
+			due = append(due, sg)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("finding due sagas: %w", err)
 		}
-		if len(out) == 0 {
-			return nil
-		}
-		ids := make([]any, 0, len(out)+2)
-		ids = append(ids, owner, now.Add(lease).UnixMilli())
-		for _, sg := range out {
-			ids = append(ids, sg.OrderID)
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE sagas SET lease_owner = ?, lease_until = ? WHERE order_id IN (?`+strings.Repeat(", ?", len(out)-1)+`)`, ids...)
-		if err != nil {
-			return fmt.Errorf("leasing sagas: %w", err)
+		for _, sg := range due {
+			res, err := tx.ExecContext(ctx, `UPDATE sagas SET lease_owner = ?, lease_until = ?
+				WHERE order_id = ? AND done = 0 AND (lease_owner = '' OR lease_owner = ? OR lease_until <= ?)`,
+				owner, now.Add(lease).UnixMilli(), sg.OrderID, owner, now.UnixMilli())
+			if err != nil {
+				return fmt.Errorf("leasing saga %s: %w", sg.OrderID, err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("leasing saga %s: %w", sg.OrderID, err)
+			} else if n == 1 {
+				out = append(out, sg)
+			}
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 const sagaColumns = `order_id, mode, step, compensating, reason, attempts, awaiting, next_at, card_token, progress, done, trace_parent`
@@ -246,15 +254,15 @@ func (s *Store) Advance(ctx context.Context, g orders.Guard, t orders.Transition
 	return s.db.Atomic(ctx, func(ctx context.Context) error {
 		q := `UPDATE sagas SET step = ?, compensating = ?, reason = ?, attempts = ?, awaiting = ?, next_at = ?, card_token = ?,
 			progress = ?, lease_owner = '', lease_until = 0, done = ? WHERE order_id = ? AND done = 0`
-		args := []any{sg.Step, sg.Compensating, sg.Reason, sg.Attempts, sg.Awaiting, sg.NextAt.UnixMilli(), sg.CardToken,
-			sg.Progress, t.Final != "", sg.OrderID}
+		args := []any{sg.Step, flag(sg.Compensating), sg.Reason, sg.Attempts, flag(sg.Awaiting), sg.NextAt.UnixMilli(), sg.CardToken,
+			sg.Progress, flag(t.Final != ""), sg.OrderID}
 		switch {
 		case g.Owner != "":
 			q += ` AND lease_owner = ?`
 			args = append(args, g.Owner)
 		case g.Expect != nil:
 			q += ` AND step = ? AND awaiting = ? AND progress = ? AND attempts = ?`
-			args = append(args, g.Expect.Step, g.Expect.Awaiting, g.Expect.Progress, g.Expect.Attempts)
+			args = append(args, g.Expect.Step, flag(g.Expect.Awaiting), g.Expect.Progress, g.Expect.Attempts)
 		}
 		res, err := s.db.ExecContext(ctx, q, args...)
 		if err != nil {
@@ -302,8 +310,7 @@ func (s *Store) KnownProduct(ctx context.Context, id string) (orders.Product, er
 
 // RememberProduct implements orders.Store.
 func (s *Store) RememberProduct(ctx context.Context, p orders.Product) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO known_products (id, price_cents, currency, updated_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET price_cents = excluded.price_cents, currency = excluded.currency, updated_at = excluded.updated_at`,
+	_, err := s.db.ExecContext(ctx, s.db.Dialect.Upsert("known_products", []string{"id"}, "id", "price_cents", "currency", "updated_at"),
 		p.ID, p.PriceCents, p.Currency, stamp(time.Now()))
 	if err != nil {
 		return fmt.Errorf("remembering product: %w", err)
@@ -333,3 +340,12 @@ func (s *Store) History(ctx context.Context, orderID string) ([]orders.StepRecor
 }
 
 func stamp(t time.Time) string { return sqldb.Stamp(t) }
+
+// flag is a bool as the INTEGER 0 or 1 its columns hold on every dialect
+// (PostgreSQL takes no bool for an integer).
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -26,10 +26,11 @@ func (s *Store) ApplyCreated(ctx context.Context, e orders.OrderCreated) error {
 	}
 	// An ending seen first created a bare view with its status: fill in
 	// the rest and keep that status.
+	d := s.db.Dialect
 	_, err = s.db.ExecContext(ctx, `INSERT INTO order_views (id, user_id, status, items, total_cents, currency, saga, created_at, updated_at, created_seen)
-		VALUES (?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, 1)
-		ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, items = excluded.items, total_cents = excluded.total_cents,
-			currency = excluded.currency, saga = excluded.saga, created_at = excluded.created_at, created_seen = 1`,
+		VALUES (?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, 1) `+d.OnConflictUpdate("id")+`
+			user_id = `+d.Excluded("user_id")+`, items = `+d.Excluded("items")+`, total_cents = `+d.Excluded("total_cents")+`,
+			currency = `+d.Excluded("currency")+`, saga = `+d.Excluded("saga")+`, created_at = `+d.Excluded("created_at")+`, created_seen = 1`,
 		e.OrderID, e.UserID, items, e.TotalCents, e.Currency, e.Saga, stamp(e.CreatedAt), stamp(e.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("projecting order %s: %w", e.OrderID, err)
@@ -39,10 +40,16 @@ func (s *Store) ApplyCreated(ctx context.Context, e orders.OrderCreated) error {
 
 // ApplyEnded implements orders.ViewStore.
 func (s *Store) ApplyEnded(ctx context.Context, status orders.Status, e orders.OrderEnded) error {
+	// Only a pending view takes the ending. The SET list says so per
+	// column, status last: MySQL assigns in order, and the later columns
+	// must still see the status as it was.
+	d := s.db.Dialect
+	pending := func(col string) string {
+		return col + ` = CASE WHEN order_views.status = 'PENDING' THEN ` + d.Excluded(col) + ` ELSE order_views.` + col + ` END`
+	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO order_views (id, user_id, status, saga, cancel_reason, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, cancel_reason = excluded.cancel_reason, updated_at = excluded.updated_at
-		WHERE order_views.status = 'PENDING'`,
+		VALUES (?, ?, ?, ?, ?, ?) `+d.OnConflictUpdate("id")+` `+
+		pending("cancel_reason")+`, `+pending("updated_at")+`, `+pending("status"),
 		e.OrderID, e.UserID, status, e.Saga, e.Reason, stamp(e.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("projecting the end of order %s: %w", e.OrderID, err)
@@ -52,8 +59,7 @@ func (s *Store) ApplyEnded(ctx context.Context, status orders.Status, e orders.O
 
 // ApplyCustomer implements orders.ViewStore.
 func (s *Store) ApplyCustomer(ctx context.Context, userID, name string) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO known_customers (user_id, name) VALUES (?, ?)
-		ON CONFLICT (user_id) DO UPDATE SET name = excluded.name`, userID, name)
+	_, err := s.db.ExecContext(ctx, s.db.Dialect.Upsert("known_customers", []string{"user_id"}, "user_id", "name"), userID, name)
 	if err != nil {
 		return fmt.Errorf("projecting customer %s: %w", userID, err)
 	}
@@ -120,6 +126,7 @@ func (s *Store) ClearViews(ctx context.Context) error {
 func (s *Store) RebuildViews(ctx context.Context, apply func(context.Context, event.Event) error) (int, error) {
 	n := 0
 	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		n = 0 // a unit that lost a deadlock runs again
 		if err := s.ClearViews(ctx); err != nil {
 			return err
 		}

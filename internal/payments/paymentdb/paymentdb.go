@@ -38,19 +38,50 @@ const columns = `id, order_id, user_id, amount_cents, currency, status, card_las
 // Create implements payments.Store. The unique order_id turns a second
 // payment for an order into fail.Conflict.
 func (s *Store) Create(ctx context.Context, p payments.Payment, events ...event.Event) error {
+	// Its own unit, so that inside a caller's transaction a refused row is
+	// undone alone and the caller can go on (PostgreSQL would otherwise
+	// abort the whole transaction).
 	return s.db.Atomic(ctx, func(ctx context.Context) error {
-		_, err := s.db.ExecContext(ctx,
-			`INSERT INTO payments (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.ID, p.OrderID, p.UserID, p.AmountCents, p.Currency, string(p.Status), p.CardLast4, p.DeclineReason,
-			formatTime(p.CreatedAt), formatTime(p.UpdatedAt))
-		if err != nil {
-			if sqldb.IsUniqueViolation(err) {
-				return fail.Wrap(fail.Conflict, err, "order already has a payment")
-			}
-			return fmt.Errorf("inserting payment: %w", err)
+		if err := s.insert(ctx, p); err != nil {
+			return err
 		}
 		return outbox.Add(ctx, s.db, events...)
 	})
+}
+
+// insert inserts p. A clash on order_id "updates" the key to itself rather
+// than failing, and the payment is known to be p only if the order's row
+// carries p's id. That way the existing row ends locked for writing until
+// the unit of work ends, on every dialect: on MySQL an INSERT refused for a
+// taken key keeps only a shared lock on the row, and two refunds that go on
+// to update it (each after its void lost to the charge) would deadlock.
+func (s *Store) insert(ctx context.Context, p payments.Payment) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO payments (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) `+
+			s.db.Dialect.OnConflictUpdate("order_id")+` order_id = payments.order_id`,
+		p.ID, p.OrderID, p.UserID, p.AmountCents, p.Currency, string(p.Status), p.CardLast4, p.DeclineReason,
+		sqldb.Stamp(p.CreatedAt), sqldb.Stamp(p.UpdatedAt))
+	// The clause covers order_id; a taken id (a clash of random ids) is
+	// refused as a unique violation, or on MySQL leaves no row with this
+	// order id to read back.
+	if sqldb.IsUniqueViolation(err) {
+		return fail.Wrap(fail.Conflict, err, "payment id is taken")
+	}
+	if err != nil {
+		return fmt.Errorf("inserting payment: %w", err)
+	}
+	var id string
+	err = s.db.QueryRowContext(ctx, `SELECT id FROM payments WHERE order_id = ?`, p.OrderID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fail.New(fail.Conflict, "payment id is taken")
+	}
+	if err != nil {
+		return fmt.Errorf("reading back payment: %w", err)
+	}
+	if id != p.ID {
+		return fail.New(fail.Conflict, "order already has a payment")
+	}
+	return nil
 }
 
 // ByOrder implements payments.Store.
@@ -60,7 +91,9 @@ func (s *Store) ByOrder(ctx context.Context, orderID string) (payments.Payment, 
 
 // SetStatus implements payments.Store. The update, the events and the read
 // that answers it share a transaction, so the answer is the state the update
-// left and the events are stored only if it moved the payment.
+// left and the events are stored only if it moved the payment. Of two moves
+// racing each other the second's update waits for the first's row, then
+// finds it moved on and matches nothing: a payment is refunded once.
 func (s *Store) SetStatus(ctx context.Context, orderID string, from, to payments.Status, at time.Time, events ...event.Event) (payments.Payment, bool, error) {
 	var (
 		p     payments.Payment
@@ -69,7 +102,7 @@ func (s *Store) SetStatus(ctx context.Context, orderID string, from, to payments
 	err := s.db.Atomic(ctx, func(ctx context.Context) error {
 		res, err := s.db.ExecContext(ctx,
 			`UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?`,
-			string(to), formatTime(at), orderID, string(from))
+			string(to), sqldb.Stamp(at), orderID, string(from))
 		if err != nil {
 			return fmt.Errorf("updating payment status: %w", err)
 		}
@@ -101,7 +134,7 @@ func (s *Store) Announce(ctx context.Context, events ...event.Event) error {
 // SaveCard implements payments.Store.
 func (s *Store) SaveCard(ctx context.Context, token, number string, at time.Time) error {
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO cards (token, number, created_at) VALUES (?, ?, ?)`,
-		token, number, formatTime(at)); err != nil {
+		token, number, sqldb.Stamp(at)); err != nil {
 		return fmt.Errorf("storing card: %w", err) // the error never holds the number: it is a bound argument
 	}
 	return nil
@@ -185,13 +218,11 @@ func scan(row scanner) (payments.Payment, error) {
 		return payments.Payment{}, fmt.Errorf("reading payment: %w", err)
 	}
 	p.Status = payments.Status(status)
-	if p.CreatedAt, err = time.Parse(time.RFC3339Nano, created); err != nil {
+	if p.CreatedAt, err = sqldb.ParseStamp(created); err != nil {
 		return payments.Payment{}, fmt.Errorf("reading payment %s created_at: %w", p.ID, err)
 	}
-	if p.UpdatedAt, err = time.Parse(time.RFC3339Nano, updated); err != nil {
+	if p.UpdatedAt, err = sqldb.ParseStamp(updated); err != nil {
 		return payments.Payment{}, fmt.Errorf("reading payment %s updated_at: %w", p.ID, err)
 	}
 	return p, nil
 }
-
-func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -17,9 +17,9 @@ import (
 )
 
 // openWithOutbox opens a users database with the messaging tables too.
-func openWithOutbox(t *testing.T) *sqldb.DB {
+func openWithOutbox(t *testing.T, d sqldb.Dialect) *sqldb.DB {
 	t.Helper()
-	return sqldbtest.OpenMessaging(t, "users", userdb.Migrations)
+	return sqldbtest.OpenMessagingOn(t, d, "users", userdb.Migrations)
 }
 
 func account(email string) users.User {
@@ -48,59 +48,63 @@ func outboxCount(t *testing.T, db *sqldb.DB, eventID string) int {
 }
 
 func TestCreateStoresItsEventIfAndOnlyIfTheUserIs(t *testing.T) {
-	ctx := context.Background()
-	db := openWithOutbox(t)
-	store := userdb.New(db)
+	sqldbtest.ForEachDialect(t, func(t *testing.T, d sqldb.Dialect) {
+		ctx := context.Background()
+		db := openWithOutbox(t, d)
+		store := userdb.New(db)
 
-	ada := account("ada@example.com")
-	created := announce(t, ada)
-	if err := store.Create(ctx, ada, created); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	if got := outboxCount(t, db, created.ID); got != 1 {
-		t.Errorf("outbox rows for the created user's event = %d, want 1", got)
-	}
-
-	again := account("ada@example.com")
-	refused := announce(t, again)
-	if err := store.Create(ctx, again, refused); !fail.Is(err, fail.Conflict) {
-		t.Fatalf("Create of a taken email = %v, want fail.Conflict", err)
-	}
-	if got := outboxCount(t, db, refused.ID); got != 0 {
-		t.Errorf("outbox rows for the refused user's event = %d, want 0", got)
-	}
-
-	bob := account("bob@example.com")
-	rolledBack := announce(t, bob)
-	boom := errors.New("failed after the store's work")
-	err := db.Atomic(ctx, func(ctx context.Context) error {
-		if err := store.Create(ctx, bob, rolledBack); err != nil {
-			return err
+		ada := account("ada@example.com")
+		created := announce(t, ada)
+		if err := store.Create(ctx, ada, created); err != nil {
+			t.Fatalf("Create: %v", err)
 		}
-		return boom
+		if got := outboxCount(t, db, created.ID); got != 1 {
+			t.Errorf("outbox rows for the created user's event = %d, want 1", got)
+		}
+
+		again := account("ada@example.com")
+		refused := announce(t, again)
+		if err := store.Create(ctx, again, refused); !fail.Is(err, fail.Conflict) {
+			t.Fatalf("Create of a taken email = %v, want fail.Conflict", err)
+		}
+		if got := outboxCount(t, db, refused.ID); got != 0 {
+			t.Errorf("outbox rows for the refused user's event = %d, want 0", got)
+		}
+
+		bob := account("bob@example.com")
+		rolledBack := announce(t, bob)
+		boom := errors.New("failed after the store's work")
+		err := db.Atomic(ctx, func(ctx context.Context) error {
+			if err := store.Create(ctx, bob, rolledBack); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Atomic = %v, want %v", err, boom)
+		}
+		if got := outboxCount(t, db, rolledBack.ID); got != 0 {
+			t.Errorf("outbox rows after the rollback = %d, want 0", got)
+		}
+		if _, err := store.ByID(ctx, bob.ID); !fail.Is(err, fail.NotFound) {
+			t.Errorf("ByID after the rollback = %v, want fail.NotFound", err)
+		}
 	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("Atomic = %v, want %v", err, boom)
-	}
-	if got := outboxCount(t, db, rolledBack.ID); got != 0 {
-		t.Errorf("outbox rows after the rollback = %d, want 0", got)
-	}
-	if _, err := store.ByID(ctx, bob.ID); !fail.Is(err, fail.NotFound) {
-		t.Errorf("ByID after the rollback = %v, want fail.NotFound", err)
-	}
 }
 
 func TestCreateWithAnEventNeedsTheOutbox(t *testing.T) {
-	// Without the messaging tables an event cannot be stored, and then the
-	// user is not created either: no account goes unannounced.
-	ctx := context.Background()
-	db := sqldbtest.Open(t, "users", userdb.Migrations)
-	store := userdb.New(db)
-	ada := account("ada@example.com")
-	if err := store.Create(ctx, ada, announce(t, ada)); err == nil {
-		t.Fatal("Create with an event and no outbox = nil, want an error")
-	}
-	if _, err := store.ByID(ctx, ada.ID); !fail.Is(err, fail.NotFound) {
-		t.Errorf("ByID = %v, want fail.NotFound: the user must not outlive its event", err)
-	}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, d sqldb.Dialect) {
+		// Without the messaging tables an event cannot be stored, and then the
+		// user is not created either: no account goes unannounced.
+		ctx := context.Background()
+		db := sqldbtest.OpenOn(t, d, "users", userdb.Migrations)
+		store := userdb.New(db)
+		ada := account("ada@example.com")
+		if err := store.Create(ctx, ada, announce(t, ada)); err == nil {
+			t.Fatal("Create with an event and no outbox = nil, want an error")
+		}
+		if _, err := store.ByID(ctx, ada.ID); !fail.Is(err, fail.NotFound) {
+			t.Errorf("ByID = %v, want fail.NotFound: the user must not outlive its event", err)
+		}
+	})
 }
