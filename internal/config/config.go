@@ -383,7 +383,12 @@ func (c Config) Attrs() []slog.Attr {
 		slog.Int("rate_limit_burst", c.RateLimitBurst),
 	}
 	for _, name := range BusinessServices {
-		attrs = append(attrs, slog.String(name+"_db", redactURL(c.DBURL(name))))
+		db := redactURL(c.DBURL(name))
+		if name == "catalog" && c.Services[name].DBURL == "" {
+			// The catalog's embedded default is a document database.
+			db = "embedded FerretDB on SQLite in " + filepath.Join(c.DataDir, "catalog-ferret")
+		}
+		attrs = append(attrs, slog.String(name+"_db", db))
 	}
 	return attrs
 }

@@ -69,7 +69,7 @@ var Nodes = []Node{
 		Summary:   "Products, prices and descriptions: the most read part of the shop.",
 		Owns:      "products and their prices",
 		Why:       "Read far more than written, it scales and caches on its own; when it is down, the gateway serves the last good copy of a product and orders price from its own copy of the prices.",
-		Database:  "catalog.db (SQLite, embedded)",
+		Database:  "documents: FerretDB embedded on SQLite (MongoDB in production)",
 		Publishes: []string{"catalog.product.created", "catalog.product.price_changed"},
 		API:       "/api/docs/catalog",
 	},

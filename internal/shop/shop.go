@@ -32,9 +32,6 @@ import (
 	"github.com/microshop/microshop/internal/bus"
 	"github.com/microshop/microshop/internal/bus/natsbus"
 	"github.com/microshop/microshop/internal/bus/rabbitbus"
-	"github.com/microshop/microshop/internal/catalog"
-	"github.com/microshop/microshop/internal/catalog/catalogdb"
-	"github.com/microshop/microshop/internal/catalog/cataloghttp"
 	"github.com/microshop/microshop/internal/config"
 	"github.com/microshop/microshop/internal/console"
 	"github.com/microshop/microshop/internal/discovery"
@@ -587,11 +584,7 @@ func (b *builder) build(name string) (*host.Service, error) {
 	case "users":
 		return b.users()
 	case "catalog":
-		db, err := b.openDB(name, catalogdb.Migrations)
-		if err != nil {
-			return nil, err
-		}
-		return b.eventful(b.service(name, cataloghttp.Routes(catalog.NewService(catalogdb.New(db)))), db, nil)
+		return b.catalog() // on documents (catalog.go)
 	case "inventory":
 		db, err := b.openDB(name, inventorydb.Migrations)
 		if err != nil {

@@ -1,7 +1,8 @@
 // Package catalogdb stores the catalog service's products and its outgoing
 // events in its own SQL database. The events go to the transactional outbox
 // (package outbox), whose migrations must be applied to the same database
-// with outbox.Migrate.
+// with outbox.Migrate. The catalog's own store is documents (catalogdoc);
+// this one runs when MICROSHOP_CATALOG_DB_URL is an sqlite:// URL.
 package catalogdb
 
 import (
