@@ -274,6 +274,10 @@ func (r *Relay) publish(ctx context.Context, docID any, raw bson.Raw) error {
 		r.failures.Inc()
 		return failedPublish{event: e, err: err}
 	}
+	// Counted once the broker has it, before it leaves the document: what
+	// a reader of the metric sees drained has been counted. (An event whose
+	// removal fails is published, and counted, again.)
+	r.published.Inc()
 	if f := r.opts.AfterPublish; f != nil {
 		if err := f(e); err != nil {
 			return crash{err}
@@ -282,7 +286,6 @@ func (r *Relay) publish(ctx context.Context, docID any, raw bson.Raw) error {
 	if err := r.remove(ctx, docID, raw); err != nil {
 		return fmt.Errorf("removing published event %s: %w", e.ID, err)
 	}
-	r.published.Inc()
 	r.log.DebugContext(telemetry.ContextOf(ctx, e.TraceParent), "event published",
 		slog.String("event_id", e.ID), slog.String("type", e.Type), slog.String("topic", e.Topic))
 	return nil
