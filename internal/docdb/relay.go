@@ -215,6 +215,14 @@ func (r *Relay) pass(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	for _, d := range docs {
+		if len(d.Outbox) == 0 {
+			// A marker left on an empty outbox (a removal cut between its
+			// two steps) would read as an event waiting forever.
+			if err := r.clearMarker(ctx, d.ID); err != nil {
+				return false, err
+			}
+			continue
+		}
 		for _, raw := range d.Outbox {
 			if time.Since(r.leasedAt) > r.opts.Lease/2 {
 				if leader, err := r.acquire(ctx); err != nil || !leader {
@@ -297,6 +305,10 @@ func (r *Relay) publish(ctx context.Context, docID any, raw bson.Raw) error {
 // none is left. Events added meanwhile stay: the field is dropped only from
 // a document whose outbox is empty at that moment.
 func (r *Relay) remove(ctx context.Context, docID any, raw bson.Raw) error {
+	// A removal, once begun, runs to its end: a relay stopped between its
+	// two steps would leave the document's marker behind.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
 	coll := r.db.Collection(r.collection)
 	return r.db.Exclusive(func() error {
 		var after struct {
@@ -313,11 +325,25 @@ func (r *Relay) remove(ctx context.Context, docID any, raw bson.Raw) error {
 				bson.D{{Key: "$set", Value: bson.D{{Key: SinceField, Value: after.Outbox[0].AddedAt}}}})
 			return err
 		}
-		_, err = coll.UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: docID}, {Key: OutboxField, Value: bson.D{{Key: "$size", Value: 0}}}},
-			bson.D{{Key: "$unset", Value: bson.D{{Key: SinceField, Value: ""}}}})
-		return err
+		return r.unmark(ctx, docID)
 	})
+}
+
+// removeTimeout bounds a removal that outlives the relay's stop.
+const removeTimeout = 5 * time.Second
+
+// unmark drops the marker of a document whose outbox is empty; a
+// document that got an event meanwhile keeps it. r.db's lock is held.
+func (r *Relay) unmark(ctx context.Context, docID any) error {
+	_, err := r.db.Collection(r.collection).UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: docID}, {Key: OutboxField, Value: bson.D{{Key: "$size", Value: 0}}}},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: SinceField, Value: ""}}}})
+	return err
+}
+
+// clearMarker drops a marker found on an empty outbox.
+func (r *Relay) clearMarker(ctx context.Context, docID any) error {
+	return r.db.Exclusive(func() error { return r.unmark(ctx, docID) })
 }
 
 // acquire takes the lease if it is free or expired, or renews it if this

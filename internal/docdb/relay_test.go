@@ -496,3 +496,23 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestRelayClearsAMarkerLeftOnAnEmptyOutbox: a document marked as holding
+// events but holding none (a removal cut between its steps, by a crash)
+// is unmarked by the next relay, so no event reads as waiting forever.
+func TestRelayClearsAMarkerLeftOnAnEmptyOutbox(t *testing.T) {
+	db := openDB(t)
+	insertMany(t, db, 0, 2)
+	stop := run(t, docdb.NewRelay(db, orders, &recorder{}, nil, fast(outbox.Options{})))
+	waitFor(t, "the outbox to drain", drained(t, db))
+	_ = stop()
+	if _, err := db.Collection(orders).UpdateMany(context.Background(), bson.D{},
+		bson.D{{Key: "$set", Value: bson.D{{Key: docdb.SinceField, Value: time.Now().Add(-time.Minute)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := leftovers(t, db); n != 2 {
+		t.Fatalf("%d marked documents, want the 2 marked by hand", n)
+	}
+	run(t, docdb.NewRelay(db, orders, &recorder{}, nil, fast(outbox.Options{})))
+	waitFor(t, "the stale markers to be cleared", func() bool { return leftovers(t, db) == 0 })
+}
