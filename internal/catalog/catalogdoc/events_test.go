@@ -10,43 +10,34 @@ import (
 
 	"github.com/microshop/microshop/internal/catalog"
 	"github.com/microshop/microshop/internal/catalog/catalogdoc"
+	"github.com/microshop/microshop/internal/catalog/catalogtest"
 	"github.com/microshop/microshop/internal/docdb"
 	"github.com/microshop/microshop/internal/event"
 	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/outbox"
 )
 
-func newEvent(t *testing.T, productID string) event.Event {
-	t.Helper()
-	e, err := event.New(catalog.Source, catalog.TopicProductCreated, catalog.TypeProductCreated, 1, productID,
-		catalog.ProductCreated{ProductID: productID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
-
 func TestEventsAreStoredIfAndOnlyIfTheChangeIs(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t)
 	store := catalogdoc.New(db)
 	p := product("MUG-1")
-	created := newEvent(t, p.ID)
+	created := catalogtest.Event(t, p.ID)
 	if err := store.Create(ctx, p, created); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	taken := product("MUG-1")
-	if err := store.Create(ctx, taken, newEvent(t, taken.ID)); !fail.Is(err, fail.Conflict) {
+	if err := store.Create(ctx, taken, catalogtest.Event(t, taken.ID)); !fail.Is(err, fail.Conflict) {
 		t.Fatalf("Create of a taken SKU = %v, want fail.Conflict", err)
 	}
-	repriced := newEvent(t, p.ID)
+	repriced := catalogtest.Event(t, p.ID)
 	if _, err := store.UpdatePrice(ctx, p.ID, 1299, 999, time.Now(), repriced); err != nil {
 		t.Fatalf("UpdatePrice: %v", err)
 	}
-	if _, err := store.UpdatePrice(ctx, p.ID, 1299, 500, time.Now(), newEvent(t, p.ID)); !fail.Is(err, fail.Conflict) {
+	if _, err := store.UpdatePrice(ctx, p.ID, 1299, 500, time.Now(), catalogtest.Event(t, p.ID)); !fail.Is(err, fail.Conflict) {
 		t.Fatalf("UpdatePrice from a stale price = %v, want fail.Conflict", err)
 	}
-	if _, err := store.UpdatePrice(ctx, "missing", 1299, 500, time.Now(), newEvent(t, "missing")); !fail.Is(err, fail.NotFound) {
+	if _, err := store.UpdatePrice(ctx, "missing", 1299, 500, time.Now(), catalogtest.Event(t, "missing")); !fail.Is(err, fail.NotFound) {
 		t.Fatalf("UpdatePrice of a missing product = %v, want fail.NotFound", err)
 	}
 	if got, want := outboxIDs(t, db, p.ID), []string{created.ID, repriced.ID}; !slices.Equal(got, want) {
