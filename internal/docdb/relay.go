@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -53,7 +52,7 @@ type Relay struct {
 // pub, logging to log (nil discards). opts are outbox.Relay's, defaulted
 // the same way. It does nothing until Run.
 func NewRelay(db *DB, collection string, pub bus.Publisher, log *slog.Logger, opts outbox.Options) *Relay {
-	opts = withDefaults(opts)
+	opts = opts.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -78,31 +77,6 @@ func NewRelay(db *DB, collection string, pub bus.Publisher, log *slog.Logger, op
 			lag:   prometheus.NewDesc("outbox_relay_lag_seconds", "How long the oldest unpublished event has waited.", nil, labels),
 		},
 	}
-}
-
-func withDefaults(o outbox.Options) outbox.Options {
-	if o.Holder == "" {
-		o.Holder = uuid.Must(uuid.NewV7()).String()
-	}
-	if o.Batch <= 0 {
-		o.Batch = 100
-	}
-	if o.Poll <= 0 {
-		o.Poll = time.Second
-	}
-	if o.Lease <= 0 {
-		o.Lease = 15 * time.Second
-	}
-	if o.PublishTimeout <= 0 {
-		o.PublishTimeout = 10 * time.Second
-	}
-	if o.MinBackoff <= 0 {
-		o.MinBackoff = 100 * time.Millisecond
-	}
-	if o.MaxBackoff < o.MinBackoff {
-		o.MaxBackoff = max(10*time.Second, o.MinBackoff)
-	}
-	return o
 }
 
 // Wake asks the relay to look at the outbox now rather than at its next

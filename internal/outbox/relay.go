@@ -56,7 +56,9 @@ type Options struct {
 	AfterPublish  func(event.Event) error
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults fills in what o leaves unset. Every relay of the shop (the
+// SQL outbox's here, the document outbox's in package docdb) runs on them.
+func (o Options) WithDefaults() Options {
 	if o.Holder == "" {
 		o.Holder = uuid.Must(uuid.NewV7()).String()
 	}
@@ -110,7 +112,7 @@ type Relay struct {
 // NewRelay returns a relay that publishes db's outbox to pub, logging to log
 // (nil discards). It does nothing until Run.
 func NewRelay(db *sqldb.DB, pub bus.Publisher, log *slog.Logger, opts Options) *Relay {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
