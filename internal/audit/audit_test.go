@@ -22,10 +22,11 @@ var (
 	grace = 2 * time.Minute
 )
 
-// order builds an audit.Order from JSON, the way the audit reads it.
+// order builds an audit.Order placed here from JSON, the way the audit
+// reads it from the orders service's v2 listing.
 func order(t *testing.T, id, status string, total int64, created time.Time, items ...string) audit.Order {
 	t.Helper()
-	return decode[audit.Order](t, fmt.Sprintf(`{"id":%q,"status":%q,"total_cents":%d,"created_at":%q,"items":[%s]}`,
+	return decode[audit.Order](t, fmt.Sprintf(`{"id":%q,"status":%q,"origin":"shop","total_cents":%d,"created_at":%q,"items":[%s]}`,
 		id, status, total, created.Format(time.RFC3339Nano), strings.Join(items, ",")))
 }
 
@@ -456,7 +457,7 @@ func (f *pagedCaller) Do(_ context.Context, c upstream.Call) error {
 	}
 	if key == "payments /api/v1/payments" && !f.lateOnce {
 		f.lateOnce = true
-		f.lists["orders /api/v1/admin/orders"] = append(f.lists["orders /api/v1/admin/orders"], f.late...)
+		f.lists["orders /api/v2/admin/orders"] = append(f.lists["orders /api/v2/admin/orders"], f.late...)
 	}
 	all, ok := f.lists[key]
 	if !ok {
@@ -495,11 +496,11 @@ func ids(prefix string, n int, extra func(i int) map[string]any) []map[string]an
 }
 
 func newPagedCaller(t *testing.T) *pagedCaller {
-	orders := ids("o", 5, func(int) map[string]any { return map[string]any{"status": "COMPLETED"} })
+	orders := ids("o", 5, func(int) map[string]any { return map[string]any{"status": "COMPLETED", "origin": "shop"} })
 	return &pagedCaller{
 		t: t,
 		lists: map[string][]map[string]any{
-			"orders /api/v1/admin/orders": orders,
+			"orders /api/v2/admin/orders": orders,
 			"payments /api/v1/payments":   ids("pay", 5, func(i int) map[string]any { return map[string]any{"order_id": fmt.Sprintf("o%02d", i)} }),
 			"inventory /api/v1/inventory/reservations": ids("r", 3, func(i int) map[string]any {
 				return map[string]any{"order_id": fmt.Sprintf("o%02d", i), "status": "COMMITTED"}
@@ -507,7 +508,7 @@ func newPagedCaller(t *testing.T) *pagedCaller {
 			"shipping /api/v1/shipments":  ids("s", 4, func(i int) map[string]any { return map[string]any{"order_id": fmt.Sprintf("o%02d", i)} }),
 			"inventory /api/v1/inventory": ids("st", 3, func(i int) map[string]any { return map[string]any{"product_id": fmt.Sprintf("p%d", i)} }),
 		},
-		late: ids("o", 8, func(int) map[string]any { return map[string]any{"status": "PENDING"} })[5:],
+		late: ids("o", 8, func(int) map[string]any { return map[string]any{"status": "PENDING", "origin": "shop"} })[5:],
 	}
 }
 

@@ -15,11 +15,17 @@ type Caller interface {
 }
 
 // APISource reads a snapshot through the services' admin listings, paging
-// through each, with an admin's token.
+// through each, with an admin's token. Orders are read from v2 of the
+// orders listing, the one that holds the orders imported from the legacy
+// monolith too: v1 leaves them out, and the audit must count them and see
+// that no service acted on them.
 type APISource struct {
 	Caller Caller
 	Token  string
 }
+
+// ordersPath is the orders service's listing of every order, oldest first.
+const ordersPath = "/api/v2/admin/orders"
 
 // maxPages bounds how much one audit reads from one listing.
 const maxPages = 10000
@@ -29,7 +35,7 @@ func (a APISource) Snapshot(ctx context.Context) (Snapshot, error) {
 	var s Snapshot
 	// Orders are read first: an effect seen later than its order is
 	// normal, an order seen without its effects is only in flight.
-	if err := list(ctx, a, "orders", "/api/v1/admin/orders", &s.Orders); err != nil {
+	if err := list(ctx, a, "orders", ordersPath, &s.Orders); err != nil {
 		return s, err
 	}
 	if err := list(ctx, a, "payments", "/api/v1/payments", &s.Payments); err != nil {
@@ -50,7 +56,7 @@ func (a APISource) Snapshot(ctx context.Context) (Snapshot, error) {
 	if n := len(s.Orders); n > 0 {
 		last = s.Orders[n-1].ID
 	}
-	err := listFrom(ctx, a, "orders", "/api/v1/admin/orders", last, &s.Orders)
+	err := listFrom(ctx, a, "orders", ordersPath, last, &s.Orders)
 	return s, err
 }
 

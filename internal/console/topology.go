@@ -61,7 +61,7 @@ var Nodes = []Node{
 		Owns:      "users, bcrypt password hashes, roles, and the signing key ring",
 		Why:       "Identity changes for its own reasons (rotation, roles, sign-up rules) and every other service depends on it only through its public keys (JWKS), so it can be replaced or scaled alone.",
 		Database:  "users.db (SQLite, embedded)",
-		Publishes: []string{"users.user.created"},
+		Publishes: []string{"users.user.created", "users.user.renamed"},
 		API:       "/api/docs/users",
 	},
 	{
@@ -90,8 +90,8 @@ var Nodes = []Node{
 		Owns:      "orders, their saga state, and the order-history read model (CQRS), built from its own events",
 		Why:       "An order spans stock, money and delivery owned by others; no transaction can cover them, so orders coordinates them as a saga (choreography, parallel or orchestration) and keeps the state that says how far each got.",
 		Database:  "orders.db (SQLite, embedded)",
-		Publishes: []string{"orders.order.created", "orders.order.completed", "orders.order.cancelled", "payments.command.charge", "payments.command.refund", "inventory.command.reserve", "inventory.command.commit", "inventory.command.release", "shipping.command.schedule", "shipping.command.cancel"},
-		Consumes:  []string{"orders.order.created", "orders.order.completed", "orders.order.cancelled", "users.user.created", "catalog.product.created", "catalog.product.price_changed", "payments.payment.processed", "payments.payment.failed", "payments.payment.refunded", "inventory.items.reserved", "inventory.reservation.failed", "inventory.items.released", "inventory.items.committed", "inventory.commit.failed", "shipping.delivery.scheduled", "shipping.shipment.refused", "shipping.shipment.cancelled"},
+		Publishes: []string{"orders.order.created", "orders.order.completed", "orders.order.cancelled", "orders.order.imported", "payments.command.charge", "payments.command.refund", "inventory.command.reserve", "inventory.command.commit", "inventory.command.release", "shipping.command.schedule", "shipping.command.cancel"},
+		Consumes:  []string{"orders.order.created", "orders.order.completed", "orders.order.cancelled", "orders.order.imported", "users.user.created", "users.user.renamed", "catalog.product.created", "catalog.product.price_changed", "payments.payment.processed", "payments.payment.failed", "payments.payment.refunded", "inventory.items.reserved", "inventory.reservation.failed", "inventory.items.released", "inventory.items.committed", "inventory.commit.failed", "shipping.delivery.scheduled", "shipping.shipment.refused", "shipping.shipment.cancelled"},
 		Groups:    []string{"orders", "orders-catalog", "orders-view"},
 		API:       "/api/docs/orders",
 	},
@@ -117,10 +117,21 @@ var Nodes = []Node{
 		Groups:    []string{"shipping"},
 		API:       "/api/docs/shipping",
 	},
+	{
+		Name: "legacy", Kind: "service",
+		Summary:  "The old shop: one app, one database with customers and their orders together. The gateway's strangler-fig facade moves its routes to the new services one by one.",
+		Owns:     "customers and their orders, until each route moves",
+		Why:      "It still serves its customers, and a rewrite switched on in one go would change every route and all its data at once; behind a facade each route moves alone, once its data is copied, so a mistake costs one route, not the shop.",
+		Database: "legacy.db (SQLite, embedded)",
+		API:      "/api/docs/legacy",
+	},
 }
 
-// calls are the synchronous edges: the gateway forwards to every service,
-// and orders asks catalog for prices and payments for card tokens.
+// calls are the synchronous edges: the gateway forwards to every service
+// (the monolith's routes through its facade, until they move), orders asks
+// catalog for prices and payments for card tokens, and the monolith asks
+// users for the account of a customer it has not seen and catalog for
+// prices.
 var calls = []Edge{
 	{From: "gateway", To: "registry", Kind: "http"},
 	{From: "gateway", To: "users", Kind: "http"},
@@ -131,6 +142,9 @@ var calls = []Edge{
 	{From: "gateway", To: "shipping", Kind: "http"},
 	{From: "orders", To: "catalog", Kind: "http"},
 	{From: "orders", To: "payments", Kind: "http"},
+	{From: "gateway", To: "legacy", Kind: "http"},
+	{From: "legacy", To: "users", Kind: "http"},
+	{From: "legacy", To: "catalog", Kind: "http"},
 }
 
 // NewTopology returns the diagram of the nodes: their calls, and an event

@@ -468,6 +468,12 @@ func producerSamples(t *testing.T) []sample {
 			OrderID: order, UserID: user, Saga: orders.ModeParallel, Items: items, TotalCents: 2999, Currency: "USD",
 			CardToken: "tok_" + newID(), Address: address, CreatedAt: at,
 		})},
+		{"users", newEvent(t, users.Source, users.TopicUserRenamed, users.TypeUserRenamed, 1, user,
+			users.UserRenamed{UserID: user, Name: "Ada King"})},
+		{"orders", newEvent(t, orders.Source, orders.TopicOrderImported, "OrderImported", 1, order, orders.OrderImported{
+			OrderID: order, UserID: user, Status: orders.Completed, Saga: orders.SagaNone, Origin: orders.OriginLegacy,
+			Items: items, TotalCents: 2999, Currency: "USD", CreatedAt: at, UpdatedAt: at,
+		})},
 		// OrderCompleted is sent without a reason: only a cancellation has one.
 		{"orders", newEvent(t, orders.Source, orders.TopicOrderCompleted, "OrderCompleted", 1, order,
 			orders.OrderEnded{OrderID: order, UserID: user, Saga: orders.ModeChoreography, UpdatedAt: at})},

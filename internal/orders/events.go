@@ -15,6 +15,11 @@ const (
 	TopicOrderCreated   = "orders.order.created"
 	TopicOrderCompleted = "orders.order.completed"
 	TopicOrderCancelled = "orders.order.cancelled"
+	// TopicOrderImported carries the historical orders taken over from the
+	// legacy monolith. Only orders' own read model consumes it: no saga
+	// runs for them, so payments, inventory and shipping must never hear
+	// of them.
+	TopicOrderImported = "orders.order.imported"
 )
 
 // Command topics: what the orchestrator asks each participant to do.
@@ -50,6 +55,24 @@ type OrderEnded struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// OrderImported is published when a historical order is imported from the
+// legacy monolith: the whole order as the listings show it, ended, so that
+// the read model is rebuilt with it from orders' own events. The import
+// applies it to the read model itself, at once; its delivery later changes
+// nothing.
+type OrderImported struct {
+	OrderID    string    `json:"order_id"`
+	UserID     string    `json:"user_id"`
+	Status     Status    `json:"status"`
+	Saga       string    `json:"saga"`
+	Origin     string    `json:"origin"`
+	Items      []Item    `json:"items"`
+	TotalCents int64     `json:"total_cents"`
+	Currency   string    `json:"currency"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
 // command is the payload of every orchestrator command; each participant
 // reads the fields its command needs.
 type command struct {
@@ -73,6 +96,17 @@ func orderCreated(o Order, cardToken string) (event.Event, error) {
 		OrderID: o.ID, UserID: o.UserID, Saga: o.Saga, Items: o.Items, TotalCents: o.TotalCents,
 		Currency: o.Currency, CardToken: cardToken, Address: o.Address, CreatedAt: o.CreatedAt,
 	})
+}
+
+// orderImported is the OrderImported event of a historical order, and its
+// payload, which the import projects at once.
+func orderImported(o Order) (OrderImported, event.Event, error) {
+	p := OrderImported{
+		OrderID: o.ID, UserID: o.UserID, Status: o.Status, Saga: o.Saga, Origin: o.Origin, Items: o.Items,
+		TotalCents: o.TotalCents, Currency: o.Currency, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+	}
+	e, err := event.New(Source, TopicOrderImported, "OrderImported", 1, o.ID, p)
+	return p, e, err
 }
 
 func orderEnded(o Order, final Status, reason string, at time.Time) (event.Event, error) {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -41,6 +42,28 @@ const (
 // Modes are the saga styles this service can run.
 var Modes = []string{ModeOrchestration, ModeChoreography, ModeParallel}
 
+// An order imported from the legacy monolith ran no saga here: its saga is
+// SagaNone and its origin OriginLegacy. An order placed here has no Origin
+// stored; API v2, which shows every order, calls its origin OriginShop.
+const (
+	SagaNone     = "none"
+	OriginLegacy = "legacy"
+	OriginShop   = "shop"
+)
+
+// Origins chooses, by where they come from, the orders a listing holds.
+type Origins int
+
+const (
+	// PlacedHere holds only the orders placed through this service's
+	// checkout: all that API v1 knows of, each of which ran a saga. It is
+	// the zero value, so a listing shows no imported order unless asked.
+	PlacedHere Origins = iota
+	// AnyOrigin holds every order, those imported from the legacy monolith
+	// too.
+	AnyOrigin
+)
+
 // Item is one line of an order, at the price it was placed at.
 type Item struct {
 	ProductID  string `json:"product_id"`
@@ -70,8 +93,13 @@ type Order struct {
 	Address      Address
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
-	CustomerName string // in the read model only: the name UserCreated gave
+	CustomerName string // in the read model only: the name UserCreated or UserRenamed gave
+	Origin       string // "" for an order placed here, OriginLegacy for one imported
 }
+
+// Imported reports whether o was imported (from the legacy monolith)
+// rather than placed through this service's checkout.
+func (o Order) Imported() bool { return o.Origin != "" }
 
 // Line is what a customer asks for: a product and how many.
 type Line struct {
@@ -127,20 +155,30 @@ func (r PlaceRequest) Normalize() (PlaceRequest, error) {
 	if len(r.Card) < 12 || len(r.Card) > 19 || strings.Trim(r.Card, "0123456789") != "" {
 		return r, fail.New(fail.Invalid, "payment.card must be 12 to 19 digits")
 	}
-	a := &r.Address
+	a, err := r.Address.normalize("shipping_address")
+	if err != nil {
+		return r, err
+	}
+	r.Address = a
+	return r, nil
+}
+
+// normalize checks an address and returns it trimmed; an error names the
+// field as at.field.
+func (a Address) normalize(at string) (Address, error) {
 	for _, f := range []struct {
 		name string
 		v    *string
 	}{{"name", &a.Name}, {"line1", &a.Line1}, {"city", &a.City}, {"postal_code", &a.PostalCode}, {"country", &a.Country}} {
 		*f.v = strings.TrimSpace(*f.v)
 		if *f.v == "" || utf8.RuneCountInString(*f.v) > maxFieldRunes || strings.ContainsFunc(*f.v, isControl) {
-			return r, fail.New(fail.Invalid, "shipping_address.%s must be 1 to %d printable characters", f.name, maxFieldRunes)
+			return a, fail.New(fail.Invalid, "%s.%s must be 1 to %d printable characters", at, f.name, maxFieldRunes)
 		}
 	}
 	if len(a.Country) != 2 || strings.ToUpper(a.Country) != a.Country || strings.Trim(a.Country, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
-		return r, fail.New(fail.Invalid, "shipping_address.country must be a two-letter code such as US")
+		return a, fail.New(fail.Invalid, "%s.country must be a two-letter code such as US", at)
 	}
-	return r, nil
+	return a, nil
 }
 
 // isControl refuses what shipping refuses in an address (every control
@@ -204,15 +242,35 @@ type Store interface {
 	Create(ctx context.Context, o Order, s Saga, replay *Replay, events []event.Event) error
 	Order(ctx context.Context, id string) (Order, error)
 	Replay(ctx context.Context, userID, key string) (Replay, error)
-	ListAll(ctx context.Context, after string, limit int) (Page, error)
+	// ListAll lists the orders of origins, oldest first.
+	ListAll(ctx context.Context, origins Origins, after string, limit int) (Page, error)
 	Settings(ctx context.Context) (Settings, bool, error)
 	SaveSettings(ctx context.Context, s Settings) error
 	// KnownProduct is orders' own copy of a product's price; fail.NotFound
 	// if it has none. RememberProduct stores or updates that copy.
 	KnownProduct(ctx context.Context, id string) (Product, error)
 	RememberProduct(ctx context.Context, p Product) error
+	// Import stores historical orders that run no saga, each with the
+	// event that announces it to the read model, and applies that event's
+	// projection (ApplyImported) at once, all in one transaction: an
+	// imported order is listed as soon as Import returns. An order whose
+	// id is taken is not stored, nor its event, nor its view: Import
+	// returns the orders stored under those ids, for the caller to tell a
+	// repeat from a conflict.
+	Import(ctx context.Context, batch []ImportedOrder) (taken []Order, err error)
 	SagaStore
 	ViewStore
+}
+
+// ImportedOrder is a historical order, the OrderImported event that
+// announces it to orders' own read model, and that event's payload, which
+// the store projects in the transaction that stores the order. The
+// projection is idempotent, so the event, when the read model's consumer
+// applies it later, changes nothing.
+type ImportedOrder struct {
+	Order Order
+	Event event.Event
+	View  OrderImported
 }
 
 // Meter counts what becomes of orders, for the service's metrics. It is
@@ -327,6 +385,135 @@ func (s *Service) Place(ctx context.Context, userID, idemKey string, req PlaceRe
 	return o, false, nil
 }
 
+// MaxImport bounds one import of historical orders, so that no call asks
+// for unbounded work in one transaction.
+const MaxImport = 1000
+
+// ImportResult is what an import of historical orders did. Imported,
+// Skipped and the Conflicts add up to the orders given.
+type ImportResult struct {
+	// Imported counts the orders stored now.
+	Imported int
+	// Skipped counts the orders that were stored already, as given: a
+	// repeat of an earlier import.
+	Skipped int
+	// Conflicts lists the ids of orders stored already with other
+	// content; they are left as they are.
+	Conflicts []string
+}
+
+// Import takes over historical orders from the legacy monolith. They ended
+// there, COMPLETED or CANCELLED, and were charged and shipped by hand: no
+// saga runs for them, and no event reaches payments, inventory or
+// shipping. Each is stored with origin legacy and saga none, put in the
+// read model at once, and announced to orders' own read model alone
+// (OrderImported), so that the listings that show imported orders list it
+// as soon as Import returns and after a rebuild of the read model. An id
+// already stored is skipped, so an import may be repeated; with other
+// content it is reported as a conflict and left alone. The import is one
+// transaction and is refused whole, changing nothing, if an order breaks a
+// rule.
+func (s *Service) Import(ctx context.Context, in []Order) (ImportResult, error) {
+	if len(in) > MaxImport {
+		return ImportResult{}, fail.New(fail.Invalid, "an import holds at most %d orders", MaxImport)
+	}
+	now := s.now().UTC()
+	batch := make([]ImportedOrder, 0, len(in))
+	wanted := make(map[string]Order, len(in))
+	for i, o := range in {
+		o, err := historical(o, now)
+		if err != nil {
+			return ImportResult{}, fail.New(fail.Invalid, "orders[%d].%s", i, fail.MessageOf(err))
+		}
+		if _, dup := wanted[o.ID]; dup {
+			return ImportResult{}, fail.New(fail.Invalid, "orders[%d].id %q appears more than once", i, o.ID)
+		}
+		wanted[o.ID] = o
+		view, imported, err := orderImported(o)
+		if err != nil {
+			return ImportResult{}, err
+		}
+		batch = append(batch, ImportedOrder{Order: o, Event: imported, View: view})
+	}
+	res := ImportResult{Conflicts: []string{}}
+	if len(batch) == 0 {
+		return res, nil
+	}
+	taken, err := s.store.Import(ctx, batch)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	for _, got := range taken {
+		if sameHistory(got, wanted[got.ID]) {
+			res.Skipped++
+		} else {
+			res.Conflicts = append(res.Conflicts, got.ID)
+		}
+	}
+	res.Imported = len(batch) - len(taken)
+	return res, nil
+}
+
+// historical checks a historical order and returns it as it is stored:
+// trimmed, in UTC, of origin legacy and saga none, last updated when it was
+// placed. An error names the field, for the caller to say which order.
+func historical(o Order, now time.Time) (Order, error) {
+	switch {
+	case o.ID == "" || len(o.ID) > maxIDBytes:
+		return o, fail.New(fail.Invalid, "id must be 1 to %d characters", maxIDBytes)
+	case o.UserID == "" || len(o.UserID) > maxIDBytes:
+		return o, fail.New(fail.Invalid, "user_id must be 1 to %d characters", maxIDBytes)
+	case o.Status != Completed && o.Status != Cancelled:
+		return o, fail.New(fail.Invalid, "status must be %s or %s: a historical order has ended", Completed, Cancelled)
+	case len(o.Items) == 0 || len(o.Items) > MaxItems:
+		return o, fail.New(fail.Invalid, "items must be 1 to %d lines", MaxItems)
+	case len(o.Currency) != 3 || strings.Trim(o.Currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "":
+		return o, fail.New(fail.Invalid, "currency must be a three-letter code such as USD")
+	case o.CreatedAt.IsZero():
+		return o, fail.New(fail.Invalid, "created_at is required")
+	case o.CreatedAt.After(now.Add(maxClockSkew)):
+		return o, fail.New(fail.Invalid, "created_at must not be in the future")
+	}
+	var total int64
+	for i, it := range o.Items {
+		switch {
+		case it.ProductID == "" || len(it.ProductID) > maxIDBytes:
+			return o, fail.New(fail.Invalid, "items[%d].product_id must be 1 to %d characters", i, maxIDBytes)
+		case it.Quantity < 1 || it.Quantity > MaxQuantity:
+			return o, fail.New(fail.Invalid, "items[%d].quantity must be 1 to %d", i, MaxQuantity)
+		case it.PriceCents < 0 || it.PriceCents > (math.MaxInt64-total)/int64(it.Quantity):
+			return o, fail.New(fail.Invalid, "items[%d].price_cents must be 0 or more, and the total must fit in 64 bits", i)
+		}
+		total += it.PriceCents * int64(it.Quantity)
+	}
+	if o.TotalCents != total {
+		return o, fail.New(fail.Invalid, "total_cents is %d, but the items add up to %d", o.TotalCents, total)
+	}
+	a, err := o.Address.normalize("shipping_address")
+	if err != nil {
+		return o, err
+	}
+	o.Address = a
+	o.Items = slices.Clone(o.Items)
+	o.CreatedAt = o.CreatedAt.UTC()
+	o.UpdatedAt = o.CreatedAt
+	o.Saga, o.Origin, o.CancelReason, o.CustomerName = SagaNone, OriginLegacy, "", ""
+	return o, nil
+}
+
+// maxClockSkew is how far ahead of this service's clock a historical
+// order's time may be: the monolith's clock and this one differ a little.
+const maxClockSkew = time.Minute
+
+// sameHistory reports whether a stored order is the historical order want,
+// both as historical returns them.
+func sameHistory(got, want Order) bool {
+	return got.ID == want.ID && got.UserID == want.UserID && got.Status == want.Status &&
+		slices.Equal(got.Items, want.Items) && got.TotalCents == want.TotalCents && got.Currency == want.Currency &&
+		got.Address == want.Address && got.CreatedAt.Equal(want.CreatedAt) &&
+		got.Origin == OriginLegacy && got.Saga == SagaNone
+}
+
 // traceParent is the W3C traceparent of the span in ctx, or "" if it has
 // none: what the saga keeps to run its later steps in the same trace.
 func traceParent(ctx context.Context) string {
@@ -390,7 +577,8 @@ func (s *Service) replay(ctx context.Context, userID, key, fingerprint string) (
 }
 
 // Get returns an order the caller may see: its owner's, or any for an admin.
-// Anyone else is told it does not exist.
+// Anyone else is told it does not exist. An imported order is returned too:
+// which API versions show one is theirs to say.
 func (s *Service) Get(ctx context.Context, callerID string, admin bool, id string) (Order, error) {
 	o, err := s.store.Order(ctx, id)
 	if err != nil {
@@ -402,14 +590,16 @@ func (s *Service) Get(ctx context.Context, callerID string, admin bool, id strin
 	return o, nil
 }
 
-// ListByUser returns a user's orders, newest first, from the read model.
-func (s *Service) ListByUser(ctx context.Context, userID, after string, limit int) (Page, error) {
-	return s.store.ViewsByUser(ctx, userID, after, clampLimit(limit))
+// ListByUser returns a user's orders of origins, newest first, from the
+// read model.
+func (s *Service) ListByUser(ctx context.Context, userID string, origins Origins, after string, limit int) (Page, error) {
+	return s.store.ViewsByUser(ctx, userID, origins, after, clampLimit(limit))
 }
 
-// ListAll returns every order, oldest first, for admins and the audit.
-func (s *Service) ListAll(ctx context.Context, after string, limit int) (Page, error) {
-	return s.store.ListAll(ctx, after, clampLimit(limit))
+// ListAll returns every order of origins, oldest first, for admins and the
+// audit.
+func (s *Service) ListAll(ctx context.Context, origins Origins, after string, limit int) (Page, error) {
+	return s.store.ListAll(ctx, origins, after, clampLimit(limit))
 }
 
 func clampLimit(n int) int {

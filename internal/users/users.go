@@ -1,7 +1,7 @@
 // Package users is the heart of the users service: accounts, their
-// credentials and roles, the rules for signing up and logging in, and the
-// UserCreated event that tells the other services of a new account. It
-// knows nothing of HTTP, SQL or the broker.
+// credentials and roles, the rules for signing up, logging in and renaming,
+// and the UserCreated and UserRenamed events that tell the other services
+// of an account and its name. It knows nothing of HTTP, SQL or the broker.
 package users
 
 import (
@@ -46,6 +46,20 @@ type Store interface {
 	ByEmail(ctx context.Context, email string) (User, error)
 	// ByID finds a user by id; fail.NotFound if none.
 	ByID(ctx context.Context, id string) (User, error)
+	// Rename applies renamings in one transaction: each user's name is
+	// set, and its event stored, only if the name differs from the one
+	// stored, so that renaming to the same name changes and announces
+	// nothing. It returns the ids of renamings whose user does not exist,
+	// for which nothing is stored.
+	Rename(ctx context.Context, renamings ...Renaming) (missing []string, err error)
+}
+
+// Renaming is one user's new name, with the UserRenamed event that
+// announces it if the name changes.
+type Renaming struct {
+	UserID string
+	Name   string
+	Event  event.Event
 }
 
 // TokenSigner issues access tokens.
@@ -142,6 +156,97 @@ func (s *Service) Get(ctx context.Context, id string) (User, error) {
 	return s.store.ByID(ctx, id)
 }
 
+// Rename gives the user id a new name, trimmed and checked as at sign-up,
+// and announces it with UserRenamed in the same transaction. Renaming to
+// the name the user already has changes and announces nothing. It returns
+// the user as renamed; fail.NotFound if there is none.
+func (s *Service) Rename(ctx context.Context, id, name string) (User, error) {
+	name = strings.TrimSpace(name)
+	if err := validateName(name); err != nil {
+		return User{}, err
+	}
+	renamed, err := userRenamed(id, name)
+	if err != nil {
+		return User{}, err
+	}
+	missing, err := s.store.Rename(ctx, Renaming{UserID: id, Name: name, Event: renamed})
+	if err != nil {
+		return User{}, err
+	}
+	if len(missing) > 0 {
+		return User{}, fail.New(fail.NotFound, "user not found")
+	}
+	return s.store.ByID(ctx, id)
+}
+
+// Profile is a customer's profile as the legacy monolith kept it. Its id is
+// the users service's user id: the monolith enrolled each customer from
+// their account here.
+type Profile struct {
+	ID    string
+	Name  string
+	Email string
+}
+
+// ProfileImport is what an import of profiles did.
+type ProfileImport struct {
+	// Imported counts the profiles whose user exists: each now has the
+	// profile's name, whether it changed or already was. So a repeated
+	// import answers the same.
+	Imported int
+	// Missing lists the ids of profiles that are no users; nothing is
+	// stored for them.
+	Missing []string
+}
+
+// MaxProfileImport bounds one import, so that no call asks for unbounded
+// work in one transaction.
+const MaxProfileImport = 1000
+
+// ImportProfiles takes over the names of profiles the legacy monolith kept
+// until now. The monolith owned them, so its name wins: each user that
+// exists gets the profile's name, by the rules of Rename, and a UserRenamed
+// event when the name changes. The email is not applied: the monolith only
+// ever copied it from this service, which owns it. The whole import is one
+// transaction, and is refused whole, changing nothing, if a profile breaks
+// a rule. Importing the same profiles again changes nothing.
+func (s *Service) ImportProfiles(ctx context.Context, profiles []Profile) (ProfileImport, error) {
+	if len(profiles) > MaxProfileImport {
+		return ProfileImport{}, fail.New(fail.Invalid, "an import holds at most %d profiles", MaxProfileImport)
+	}
+	renamings := make([]Renaming, 0, len(profiles))
+	seen := make(map[string]bool, len(profiles))
+	for i, p := range profiles {
+		if p.ID == "" || len(p.ID) > maxIDBytes {
+			return ProfileImport{}, fail.New(fail.Invalid, "profiles[%d].id must be 1 to %d characters", i, maxIDBytes)
+		}
+		if seen[p.ID] {
+			return ProfileImport{}, fail.New(fail.Invalid, "profiles[%d].id %q appears more than once", i, p.ID)
+		}
+		seen[p.ID] = true
+		name := strings.TrimSpace(p.Name)
+		if err := validateName(name); err != nil {
+			return ProfileImport{}, fail.New(fail.Invalid, "profiles[%d].%s", i, fail.MessageOf(err))
+		}
+		renamed, err := userRenamed(p.ID, name)
+		if err != nil {
+			return ProfileImport{}, err
+		}
+		renamings = append(renamings, Renaming{UserID: p.ID, Name: name, Event: renamed})
+	}
+	if len(renamings) == 0 {
+		return ProfileImport{Missing: []string{}}, nil
+	}
+	missing, err := s.store.Rename(ctx, renamings...)
+	if err != nil {
+		return ProfileImport{}, err
+	}
+	if missing == nil {
+		missing = []string{}
+	}
+	return ProfileImport{Imported: len(renamings) - len(missing), Missing: missing}, nil
+}
+
 // EnsureAdmin creates the first admin account unless one with email exists.
 // With an empty password it generates one and returns it, so the caller can
 // show it once; otherwise generated is empty.
@@ -175,6 +280,7 @@ const (
 	maxNameRunes     = 100
 	minPasswordBytes = 8
 	maxPasswordBytes = 72 // bcrypt reads no further
+	maxIDBytes       = 64 // the users table's id column holds no more on MySQL
 )
 
 // NormalizeEmail checks an address and returns it trimmed and lower-cased.

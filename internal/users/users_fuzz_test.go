@@ -80,6 +80,24 @@ func (m *memStore) ByID(_ context.Context, id string) (users.User, error) {
 	return users.User{}, fail.New(fail.NotFound, "no such user")
 }
 
+func (m *memStore) Rename(_ context.Context, renamings ...users.Renaming) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var missing []string
+next:
+	for _, r := range renamings {
+		for email, u := range m.users {
+			if u.ID == r.UserID {
+				u.Name = r.Name
+				m.users[email] = u
+				continue next
+			}
+		}
+		missing = append(missing, r.UserID)
+	}
+	return missing, nil
+}
+
 var _ users.Store = (*memStore)(nil)
 
 // FuzzRegister feeds any email, name and password to Register: it never

@@ -1,5 +1,6 @@
-// Package orderdb stores the orders service's orders, saga state,
-// idempotency keys and settings in its own SQL database.
+// Package orderdb stores the orders service's orders (those imported from
+// the legacy monolith included), saga state, idempotency keys, settings
+// and read model in its own SQL database.
 package orderdb
 
 import (
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/event"
@@ -31,17 +33,27 @@ var _ orders.Store = (*Store)(nil)
 // New returns a store over db, whose migrations must have been applied.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-const orderColumns = `id, user_id, status, items, total_cents, currency, saga, cancel_reason, address, created_at, updated_at`
+const orderColumns = `id, user_id, status, items, total_cents, currency, saga, cancel_reason, address, created_at, updated_at, origin`
 
-// Create implements orders.Store.
-func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, replay *orders.Replay, events []event.Event) error {
+// orderRow is o as the orders table's orderColumns hold it.
+func orderRow(o orders.Order) ([]any, error) {
 	items, err := json.Marshal(o.Items)
 	if err != nil {
-		return fmt.Errorf("encoding items: %w", err)
+		return nil, fmt.Errorf("encoding items: %w", err)
 	}
 	addr, err := json.Marshal(o.Address)
 	if err != nil {
-		return fmt.Errorf("encoding address: %w", err)
+		return nil, fmt.Errorf("encoding address: %w", err)
+	}
+	return []any{o.ID, o.UserID, o.Status, items, o.TotalCents, o.Currency, o.Saga, o.CancelReason, addr,
+		stamp(o.CreatedAt), stamp(o.UpdatedAt), o.Origin}, nil
+}
+
+// Create implements orders.Store.
+func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, replay *orders.Replay, events []event.Event) error {
+	row, err := orderRow(o)
+	if err != nil {
+		return err
 	}
 	return s.db.Atomic(ctx, func(ctx context.Context) error {
 		if replay != nil {
@@ -54,8 +66,7 @@ func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, repl
 				return fmt.Errorf("storing idempotency key: %w", err)
 			}
 		}
-		if _, err := s.db.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			o.ID, o.UserID, o.Status, items, o.TotalCents, o.Currency, o.Saga, o.CancelReason, addr, stamp(o.CreatedAt), stamp(o.UpdatedAt)); err != nil {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, row...); err != nil {
 			return fmt.Errorf("inserting order: %w", err)
 		}
 		if _, err := s.db.ExecContext(ctx, `INSERT INTO sagas (order_id, mode, step, next_at, card_token, trace_parent) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -64,6 +75,54 @@ func (s *Store) Create(ctx context.Context, o orders.Order, sg orders.Saga, repl
 		}
 		return outbox.Add(ctx, s.db, events...)
 	})
+}
+
+// Import implements orders.Store. Each order is inserted unless its id is
+// taken, which the insert itself decides, so that concurrent imports of one
+// order store it and its event once. The view is applied by the read
+// model's own code, in this transaction: the read model lives in this
+// database, so an imported order is listed the moment it is stored.
+func (s *Store) Import(ctx context.Context, batch []orders.ImportedOrder) ([]orders.Order, error) {
+	insert := s.db.Dialect.InsertIgnore("orders", strings.Split(orderColumns, ", ")...)
+	var taken []orders.Order
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		taken = nil // a unit that lost a deadlock runs again
+		for _, im := range batch {
+			row, err := orderRow(im.Order)
+			if err != nil {
+				return err
+			}
+			res, err := s.db.ExecContext(ctx, insert, row...)
+			if err != nil {
+				return fmt.Errorf("importing order %s: %w", im.Order.ID, err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("importing order %s: %w", im.Order.ID, err)
+			}
+			if n == 1 {
+				if err := outbox.Add(ctx, s.db, im.Event); err != nil {
+					return err
+				}
+				if err := s.ApplyImported(ctx, im.View); err != nil {
+					return err
+				}
+				continue
+			}
+			// Not inserted: the id is taken. (MySQL's INSERT IGNORE would
+			// also skip a row its checks refuse; such a row is not found.)
+			got, err := s.Order(ctx, im.Order.ID)
+			if err != nil {
+				return fmt.Errorf("importing order %s: neither inserted nor stored before: %w", im.Order.ID, err)
+			}
+			taken = append(taken, got)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return taken, nil
 }
 
 // Order implements orders.Store.
@@ -96,9 +155,22 @@ func (s *Store) Replay(ctx context.Context, userID, key string) (orders.Replay, 
 	return r, nil
 }
 
-// ListAll implements orders.Store: oldest first.
-func (s *Store) ListAll(ctx context.Context, after string, limit int) (orders.Page, error) {
-	return s.page(ctx, `SELECT `+orderColumns+` FROM orders WHERE id > ? ORDER BY id LIMIT ?`, []any{after, limit + 1}, limit)
+// ListAll implements orders.Store: oldest first. The origin is filtered in
+// the query, so a page is full and its cursor right however many orders
+// the filter leaves out.
+func (s *Store) ListAll(ctx context.Context, origins orders.Origins, after string, limit int) (orders.Page, error) {
+	return s.page(ctx, `SELECT `+orderColumns+` FROM orders WHERE id > ?`+originIn("origin", origins)+` ORDER BY id LIMIT ?`,
+		[]any{after, limit + 1}, limit)
+}
+
+// originIn is the condition, to AND to a WHERE clause, that keeps the rows
+// whose column col holds one of origins. An order placed here has an empty
+// origin.
+func originIn(col string, origins orders.Origins) string {
+	if origins == orders.AnyOrigin {
+		return ""
+	}
+	return ` AND ` + col + ` = ''`
 }
 
 func (s *Store) page(ctx context.Context, q string, args []any, limit int) (orders.Page, error) {
@@ -128,7 +200,7 @@ func scanOrders(rows *sql.Rows) ([]orders.Order, error) {
 			items, addr          []byte
 			created, updated, st string
 		)
-		if err := rows.Scan(&o.ID, &o.UserID, &st, &items, &o.TotalCents, &o.Currency, &o.Saga, &o.CancelReason, &addr, &created, &updated); err != nil {
+		if err := rows.Scan(&o.ID, &o.UserID, &st, &items, &o.TotalCents, &o.Currency, &o.Saga, &o.CancelReason, &addr, &created, &updated, &o.Origin); err != nil {
 			return nil, fmt.Errorf("reading order: %w", err)
 		}
 		o.Status = orders.Status(st)

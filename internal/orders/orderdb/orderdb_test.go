@@ -144,11 +144,11 @@ func TestListAllIsPagedOldestFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		p1, err := s.ListAll(ctx, "", 3)
+		p1, err := s.ListAll(ctx, orders.PlacedHere, "", 3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p2, err := s.ListAll(ctx, p1.Next, 3)
+		p2, err := s.ListAll(ctx, orders.PlacedHere, p1.Next, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,16 +323,16 @@ func TestReadModelIsOrderIndependentAndRebuildable(t *testing.T) {
 		if err := s.ApplyEnded(ctx, orders.Cancelled, end); err != nil { // the end first
 			t.Fatal(err)
 		}
-		if p, _ := s.ViewsByUser(ctx, "u1", "", 10); len(p.Orders) != 0 {
+		if p, _ := s.ViewsByUser(ctx, "u1", orders.PlacedHere, "", 10); len(p.Orders) != 0 {
 			t.Fatalf("a view without its creation is listed: %+v", p.Orders)
 		}
 		if err := s.ApplyCreated(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ApplyCustomer(ctx, "u1", "Ada"); err != nil {
+		if err := s.ApplyCustomer(ctx, "u1", "Ada", time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		p, err := s.ViewsByUser(ctx, "u1", "", 10)
+		p, err := s.ViewsByUser(ctx, "u1", orders.PlacedHere, "", 10)
 		if err != nil || len(p.Orders) != 1 {
 			t.Fatalf("views = %+v, %v", p, err)
 		}
@@ -368,7 +368,7 @@ func TestReadModelIsOrderIndependentAndRebuildable(t *testing.T) {
 		if err != nil || n != 2 {
 			t.Fatalf("rebuild = %d, %v; want 2 events", n, err)
 		}
-		again, _ := s.ViewsByUser(ctx, "u1", "", 10)
+		again, _ := s.ViewsByUser(ctx, "u1", orders.PlacedHere, "", 10)
 		if len(again.Orders) != 1 || again.Orders[0].Status != v.Status || again.Orders[0].TotalCents != v.TotalCents || again.Orders[0].CancelReason != v.CancelReason {
 			t.Errorf("rebuilt = %+v, want %+v", again.Orders, v)
 		}

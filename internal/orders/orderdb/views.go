@@ -13,8 +13,8 @@ import (
 
 // The read model's table (order_views) is written only here, by the
 // projector, and read only by the listings; the write model's code never
-// touches it. known_customers (from UserCreated) is reference data that the
-// listings join for the customer's name.
+// touches it. known_customers (from UserCreated and UserRenamed) is
+// reference data that the listings join for the customer's name.
 
 var _ orders.ViewStore = (*Store)(nil)
 
@@ -57,9 +57,32 @@ func (s *Store) ApplyEnded(ctx context.Context, status orders.Status, e orders.O
 	return nil
 }
 
-// ApplyCustomer implements orders.ViewStore.
-func (s *Store) ApplyCustomer(ctx context.Context, userID, name string) error {
-	_, err := s.db.ExecContext(ctx, s.db.Dialect.Upsert("known_customers", []string{"user_id"}, "user_id", "name"), userID, name)
+// ApplyImported implements orders.ViewStore. The view is whole at once, and
+// no other event is about the order, so a replay overwrites it with the same.
+func (s *Store) ApplyImported(ctx context.Context, e orders.OrderImported) error {
+	items, err := json.Marshal(e.Items)
+	if err != nil {
+		return fmt.Errorf("encoding items: %w", err)
+	}
+	_, err = s.db.ExecContext(ctx, s.db.Dialect.Upsert("order_views", []string{"id"},
+		"id", "user_id", "status", "items", "total_cents", "currency", "saga", "cancel_reason", "created_at", "updated_at", "created_seen", "origin"),
+		e.OrderID, e.UserID, e.Status, items, e.TotalCents, e.Currency, e.Saga, "", stamp(e.CreatedAt), stamp(e.UpdatedAt), 1, e.Origin)
+	if err != nil {
+		return fmt.Errorf("projecting imported order %s: %w", e.OrderID, err)
+	}
+	return nil
+}
+
+// ApplyCustomer implements orders.ViewStore. The SET list keeps the newer
+// name, name first: MySQL assigns in order, and the name must be judged on
+// the time stored before this event's.
+func (s *Store) ApplyCustomer(ctx context.Context, userID, name string, at time.Time) error {
+	d := s.db.Dialect
+	newer := d.Excluded("named_at") + ` >= known_customers.named_at`
+	_, err := s.db.ExecContext(ctx, `INSERT INTO known_customers (user_id, name, named_at) VALUES (?, ?, ?) `+d.OnConflictUpdate("user_id")+`
+			name = CASE WHEN `+newer+` THEN `+d.Excluded("name")+` ELSE known_customers.name END,
+			named_at = `+d.Greatest("known_customers.named_at", d.Excluded("named_at")),
+		userID, name, stamp(at))
 	if err != nil {
 		return fmt.Errorf("projecting customer %s: %w", userID, err)
 	}
@@ -67,11 +90,13 @@ func (s *Store) ApplyCustomer(ctx context.Context, userID, name string) error {
 }
 
 // ViewsByUser implements orders.ViewStore: newest first, ids being
-// time-ordered. Views whose creation has not been seen yet are left out.
-func (s *Store) ViewsByUser(ctx context.Context, userID, after string, limit int) (orders.Page, error) {
+// time-ordered. Views whose creation has not been seen yet are left out,
+// and so are those of other origins, in the query, so that each page is
+// full and its cursor right.
+func (s *Store) ViewsByUser(ctx context.Context, userID string, origins orders.Origins, after string, limit int) (orders.Page, error) {
 	q := `SELECT v.id, v.user_id, v.status, v.items, v.total_cents, v.currency, v.saga, v.cancel_reason, v.created_at, v.updated_at,
-		COALESCE(c.name, '') FROM order_views v LEFT JOIN known_customers c ON c.user_id = v.user_id
-		WHERE v.user_id = ? AND v.created_seen = 1`
+		v.origin, COALESCE(c.name, '') FROM order_views v LEFT JOIN known_customers c ON c.user_id = v.user_id
+		WHERE v.user_id = ? AND v.created_seen = 1` + originIn("v.origin", origins)
 	args := []any{userID}
 	if after != "" {
 		q += ` AND v.id < ?`
@@ -89,7 +114,7 @@ func (s *Store) ViewsByUser(ctx context.Context, userID, after string, limit int
 			items                []byte
 			st, created, updated string
 		)
-		if err := rows.Scan(&o.ID, &o.UserID, &st, &items, &o.TotalCents, &o.Currency, &o.Saga, &o.CancelReason, &created, &updated, &o.CustomerName); err != nil {
+		if err := rows.Scan(&o.ID, &o.UserID, &st, &items, &o.TotalCents, &o.Currency, &o.Saga, &o.CancelReason, &created, &updated, &o.Origin, &o.CustomerName); err != nil {
 			return orders.Page{}, fmt.Errorf("reading order view: %w", err)
 		}
 		o.Status = orders.Status(st)

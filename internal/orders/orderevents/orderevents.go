@@ -1,6 +1,7 @@
 // Package orderevents connects the orders service to the bus: the replies
 // and events of the saga's participants, the catalog's prices, and the
-// events its own read model is built from. Each payload is declared here
+// events its own read model is built from (its own, and the users
+// service's names of customers). Each payload is declared here
 // with only the fields orders reads.
 package orderevents
 
@@ -62,8 +63,21 @@ var Reads = event.Reads{
 	orders.TopicOrderCreated:        {"order_id", "user_id", "saga", "items", "total_cents", "currency", "created_at"},
 	orders.TopicOrderCompleted:      {"order_id", "user_id", "saga", "updated_at"},
 	orders.TopicOrderCancelled:      {"order_id", "user_id", "saga", "updated_at"},
-	"users.user.created":            {"user_id", "name"},
+	orders.TopicOrderImported:       {"order_id", "user_id", "status", "saga", "origin", "items", "total_cents", "currency", "created_at", "updated_at"},
+	topicUserCreated:                {"user_id", "name"},
+	topicUserRenamed:                {"user_id", "name"},
 }
+
+// The users service's topics the read model takes customers' names from.
+const (
+	topicUserCreated = "users.user.created"
+	topicUserRenamed = "users.user.renamed"
+)
+
+// viewTopics are what the read model is built from: orders' own events and
+// the customers' names.
+var viewTopics = []string{orders.TopicOrderCreated, orders.TopicOrderCompleted, orders.TopicOrderCancelled, orders.TopicOrderImported,
+	topicUserCreated, topicUserRenamed}
 
 // outcome is what orders reads of a participant's event.
 type outcome struct {
@@ -77,7 +91,8 @@ type productChange struct {
 	Currency   string `json:"currency"`
 }
 
-type userCreated struct {
+// customer is what orders reads of UserCreated and UserRenamed alike.
+type customer struct {
 	UserID string `json:"user_id"`
 	Name   string `json:"name"`
 }
@@ -109,8 +124,7 @@ func Consume(ctx context.Context, sub bus.Subscriber, in *inbox.Inbox, svc *orde
 			}
 			return svc.ProductChanged(ctx, orders.Product{ID: p.ProductID, PriceCents: p.PriceCents, Currency: p.Currency})
 		}},
-		{GroupView, []string{orders.TopicOrderCreated, orders.TopicOrderCompleted, orders.TopicOrderCancelled, "users.user.created"},
-			func(ctx context.Context, e event.Event) error { return Project(ctx, proj, e) }},
+		{GroupView, viewTopics, func(ctx context.Context, e event.Event) error { return Project(ctx, proj, e) }},
 	}
 	var (
 		wg   sync.WaitGroup
@@ -182,15 +196,29 @@ func Project(ctx context.Context, proj *orders.Projector, e event.Event) error {
 			status = orders.Cancelled
 		}
 		return proj.Ended(ctx, status, end)
-	case "users.user.created":
-		var u userCreated
+	case orders.TopicOrderImported:
+		var im orders.OrderImported
+		if err := e.Decode(&im); err != nil {
+			return err
+		}
+		if im.OrderID == "" || im.UserID == "" {
+			return fmt.Errorf("OrderImported %s lacks order_id or user_id", e.ID)
+		}
+		if im.Status != orders.Completed && im.Status != orders.Cancelled {
+			return fmt.Errorf("OrderImported %s has status %q; an imported order has ended", e.ID, im.Status)
+		}
+		return proj.Imported(ctx, im)
+	case topicUserCreated, topicUserRenamed:
+		// Both carry the name the user had when the event happened: the
+		// event's time orders them, whatever order they arrive in.
+		var u customer
 		if err := e.Decode(&u); err != nil {
 			return err
 		}
 		if u.UserID == "" {
-			return fmt.Errorf("UserCreated %s lacks user_id", e.ID)
+			return fmt.Errorf("%s %s lacks user_id", e.Type, e.ID)
 		}
-		return proj.Customer(ctx, u.UserID, u.Name)
+		return proj.Customer(ctx, u.UserID, u.Name, e.Time)
 	}
 	return fmt.Errorf("unexpected topic %s", e.Topic)
 }

@@ -51,16 +51,20 @@ var service = contracttest.Service{
 		"GET /api/v1/orders/{id}/saga",
 		"GET /api/v1/users/{id}/orders",
 		"GET /api/v1/admin/orders",
+		"GET /api/v2/orders",
+		"GET /api/v2/orders/{id}",
+		"GET /api/v2/admin/orders",
 		"POST /api/v1/admin/read-model/rebuild",
 		"GET /api/v1/admin/settings",
 		"PUT /api/v1/admin/settings",
+		"POST /internal/v1/import/orders",
 		"GET /openapi.yaml",
 		"GET /healthz",
 		"GET /ready",
 		"GET /metrics",
 	},
 	Authorized: contracttest.Get{Role: auth.RoleCustomer, Path: "/api/v1/orders"},
-	Closed:     []string{"Checkout", "SettingsUpdate", "FaultSettings"},
+	Closed:     []string{"Checkout", "SettingsUpdate", "FaultSettings", "OrderImport", "LegacyOrder", "LegacyItem"},
 }
 
 // TestOpenAPIDescribesExactlyTheRoutes keeps the document and the routes

@@ -48,6 +48,47 @@ func (s *Store) Create(ctx context.Context, u users.User, events ...event.Event)
 	})
 }
 
+// Rename implements users.Store. The conditional UPDATE makes "only if the
+// name differs" part of the write itself: two concurrent renames to one
+// name change it once and announce it once.
+func (s *Store) Rename(ctx context.Context, renamings ...users.Renaming) ([]string, error) {
+	var missing []string
+	err := s.db.Atomic(ctx, func(ctx context.Context) error {
+		missing = nil // a unit that lost a deadlock runs again
+		for _, r := range renamings {
+			res, err := s.db.ExecContext(ctx, `UPDATE users SET name = ? WHERE id = ? AND name <> ?`, r.Name, r.UserID, r.Name)
+			if err != nil {
+				return fmt.Errorf("renaming user %s: %w", r.UserID, err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("renaming user %s: %w", r.UserID, err)
+			}
+			if n == 1 {
+				if err := outbox.Add(ctx, s.db, r.Event); err != nil {
+					return err
+				}
+				continue
+			}
+			// Unchanged: the name was already this one, or there is no such user.
+			var one int
+			err = s.db.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, r.UserID).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				missing = append(missing, r.UserID)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("reading user %s: %w", r.UserID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return missing, nil
+}
+
 // ByEmail implements users.Store.
 func (s *Store) ByEmail(ctx context.Context, email string) (users.User, error) {
 	return s.one(ctx, `SELECT id, email, name, role, password_hash, created_at FROM users WHERE email = ?`, email)

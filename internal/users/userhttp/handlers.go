@@ -123,6 +123,71 @@ func (h *handlers) getV2(w http.ResponseWriter, r *http.Request) {
 	web.JSON(w, http.StatusOK, userV2{ID: u.ID, Name: u.Name, Email: u.Email})
 }
 
+// rename answers PATCH /api/v1/users/{id} with the account as renamed. The
+// caller's right to the account is checked before the body is read.
+func (h *handlers) rename(w http.ResponseWriter, r *http.Request) {
+	u, err := h.owned(r)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := web.Decode(w, r, &in); err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	u, err = h.svc.Rename(r.Context(), u.ID, in.Name)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.JSON(w, http.StatusOK, userV1{ID: u.ID, Name: u.Name})
+}
+
+// importer is the one service that may import the legacy monolith's data:
+// the gateway, whose strangler-fig facade copies it before it moves a route.
+const importer = "gateway"
+
+// importProfiles answers POST /internal/v1/import/profiles: the monolith's
+// names of its customers, taken over. The host lets only service tokens
+// reach an internal path; of the services, only the gateway may import.
+func (h *handlers) importProfiles(w http.ResponseWriter, r *http.Request) {
+	p, err := auth.Service(r.Context())
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	if p.Subject != importer {
+		web.Error(w, r, fail.New(fail.Forbidden, "only the %s imports profiles", importer))
+		return
+	}
+	var in struct {
+		Profiles []struct {
+			ID    string `json:"id"`
+			Name  string `json:"name"`
+			Email string `json:"email"`
+		} `json:"profiles"`
+	}
+	if err := web.Decode(w, r, &in); err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	profiles := make([]users.Profile, len(in.Profiles))
+	for i, p := range in.Profiles {
+		profiles[i] = users.Profile{ID: p.ID, Name: p.Name, Email: p.Email}
+	}
+	res, err := h.svc.ImportProfiles(r.Context(), profiles)
+	if err != nil {
+		web.Error(w, r, err)
+		return
+	}
+	web.LoggerFrom(r.Context()).InfoContext(r.Context(), "legacy profiles imported",
+		slog.Int("imported", res.Imported), slog.Int("missing", len(res.Missing)))
+	web.JSON(w, http.StatusOK, map[string]any{"imported": res.Imported, "missing": res.Missing})
+}
+
 // getNegotiated picks the version from the Accept header: the v2 vendor type
 // gets v2, anything else v1.
 func (h *handlers) getNegotiated(w http.ResponseWriter, r *http.Request) {
