@@ -42,7 +42,20 @@ import (
 
 // services are the microshop services deploy/ runs, each in its own
 // container; the registry is not one of them (etcd or Kubernetes DNS).
-var services = []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "gateway"}
+var services = []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "legacy", "gateway"}
+
+// noBroker are the services with no broker connection: the legacy monolith
+// publishes and consumes no events. They are given neither the broker's URL
+// (its password) nor a way to it; every other service is given both.
+var noBroker = map[string]bool{"legacy": true}
+
+// calls are the services' HTTP calls to one another beyond those every
+// service makes (the users service's JWKS, the console's span intake in the
+// gateway) and the gateway's own (to every service).
+var calls = map[string][]string{
+	"orders": {"catalog", "payments"}, // prices; card checks
+	"legacy": {"catalog"},             // prices (its calls to users, for a new customer's account, are on the JWKS edge)
+}
 
 // namespace is the shop's namespace in the Kubernetes manifests.
 const namespace = "microshop"
@@ -1035,6 +1048,7 @@ func checkServiceDeployment(t *testing.T, tr *tree, name string) problems {
 	if env[addrVar] != "0.0.0.0:8080" {
 		found.add("%s: %s is %q, want 0.0.0.0:8080", where, addrVar, env[addrVar])
 	}
+	found = append(found, checkBrokerEnv(where, name, env)...)
 	for n := range env {
 		if strings.HasSuffix(n, "_DB_URL") && n != "MICROSHOP_"+strings.ToUpper(name)+"_DB_URL" {
 			found.add("%s is given %s: a service reads only its own database", where, n)
@@ -1062,6 +1076,21 @@ func checkServiceDeployment(t *testing.T, tr *tree, name string) problems {
 	}
 	if err := loadEnv(t, env); err != nil {
 		found.add("%s: microshop refuses its environment: %v", where, err)
+	}
+	return found
+}
+
+// checkBrokerEnv holds a service's environment to its broker connection:
+// the broker's URL for a service that has one, and none (nor the password
+// in it) for a service that has none.
+func checkBrokerEnv(where, name string, env map[string]string) problems {
+	var found problems
+	_, given := env["MICROSHOP_BROKER_URL"]
+	switch {
+	case noBroker[name] && given:
+		found.add("%s is given MICROSHOP_BROKER_URL, but it has no broker connection", where)
+	case !noBroker[name] && !given:
+		found.add("%s is not given MICROSHOP_BROKER_URL: it would dial an embedded broker on its own loopback", where)
 	}
 	return found
 }
@@ -1169,6 +1198,14 @@ func TestBaseServicesNegative(t *testing.T) {
 			expectReported(t, checkServiceDeployment(t, loadTree(t, "k8s/base", texts), "users"), tc.want)
 		})
 	}
+	t.Run("broker for the monolith", func(t *testing.T) {
+		text := mutate(t, readFile(t, "k8s/base/legacy.yaml"), "            # No MICROSHOP_BROKER_URL:", "            - name: MICROSHOP_BROKER_URL\n              valueFrom:\n                secretKeyRef:\n                  name: microshop-secrets\n                  key: broker-url\n            # No MICROSHOP_BROKER_URL:")
+		expectReported(t, checkServiceDeployment(t, loadTree(t, "k8s/base", map[string]string{"legacy.yaml": text}), "legacy"), "has no broker connection")
+	})
+	t.Run("no broker for users", func(t *testing.T) {
+		text := mutate(t, users, "            - name: MICROSHOP_BROKER_URL\n              valueFrom:\n                secretKeyRef:\n                  name: microshop-secrets\n                  key: broker-url\n", "")
+		expectReported(t, checkServiceDeployment(t, loadTree(t, "k8s/base", map[string]string{"users.yaml": text}), "users"), "is not given MICROSHOP_BROKER_URL")
+	})
 	t.Run("may run as root", func(t *testing.T) {
 		text := mutate(t, users, "          securityContext:\n            runAsNonRoot: true\n", "          securityContext:\n")
 		text = mutate(t, text, "        runAsNonRoot: true\n        runAsUser: 65532", "        runAsUser: 65532")
@@ -1407,12 +1444,15 @@ func designEdges(peers []peer) map[[2]string]bool {
 		if s != "users" {
 			add(s, "users") // every service fetches the users service's JWKS
 		}
-		add(s, "broker")
+		if !noBroker[s] {
+			add(s, "broker")
+		}
 		add(s, "dns")
 		add("prometheus", s) // /metrics
+		for _, to := range calls[s] {
+			add(s, to)
+		}
 	}
-	add("orders", "catalog")  // prices
-	add("orders", "payments") // card checks
 	for _, s := range config.BusinessServices {
 		add(s, "db:"+s) // its own database, no other
 	}
@@ -1450,6 +1490,7 @@ func TestNetworkPoliciesNegative(t *testing.T) {
 	users := readFile(t, "k8s/base/users.yaml")
 	shared := readFile(t, "k8s/base/networkpolicies.yaml")
 	gateway := readFile(t, "k8s/base/gateway.yaml")
+	legacy := readFile(t, "k8s/base/legacy.yaml")
 	for _, tc := range []struct{ name, file, old, new, want string }{
 		{"egress to the internet", "users.yaml", "  egress:\n", "  egress:\n    - to:\n        - ipBlock:\n            cidr: 0.0.0.0/0\n", "users connect to internet"},
 		{"any namespace", "users.yaml", "    - from:\n        - podSelector:\n", "    - from:\n        - namespaceSelector: {}\n          podSelector:\n", "impostor connect to users"},
@@ -1457,9 +1498,13 @@ func TestNetworkPoliciesNegative(t *testing.T) {
 		{"no dns", "networkpolicies.yaml", "              k8s-app: kube-dns", "              k8s-app: kube-dnz", "refuse users → dns"},
 		{"closed gateway", "gateway.yaml", "    - ports:\n        - protocol: TCP\n          port: 8080\n", "    - from:\n        - podSelector: {}\n      ports:\n        - protocol: TCP\n          port: 8080\n", "refuse internet → gateway"},
 		{"wrong database port", "users.yaml", "          port: 5432", "          port: 3306", "refuse users → db:users"},
+		{"broker for the monolith", "legacy.yaml", "    # No broker: the monolith sends and takes no events.\n", "    - to:\n        - namespaceSelector: {}\n          podSelector:\n            matchLabels:\n              microshop.io/role: broker\n      ports:\n        - protocol: TCP\n          port: 4222\n", "legacy connect to broker"},
+		{"monolith open beyond the gateway", "legacy.yaml", "    - from:\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: gateway\n", "    - from:\n        - namespaceSelector: {}\n          podSelector:\n            matchLabels:\n              app.kubernetes.io/name: gateway\n", "impostor connect to legacy"},
+		{"monolith without prices", "legacy.yaml", "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: catalog\n", "", "refuse legacy → catalog"},
+		{"monolith without its database", "legacy.yaml", "              microshop.io/owner: legacy", "              microshop.io/owner: users", "refuse legacy → db:legacy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			texts := map[string]string{"users.yaml": users, "networkpolicies.yaml": shared, "gateway.yaml": gateway}
+			texts := map[string]string{"users.yaml": users, "networkpolicies.yaml": shared, "gateway.yaml": gateway, "legacy.yaml": legacy}
 			texts[tc.file] = mutate(t, texts[tc.file], tc.old, tc.new)
 			expectReported(t, checkEdges(t, loadTree(t, "k8s/base", texts)), tc.want)
 		})
@@ -1767,14 +1812,15 @@ func TestOverlaysNegative(t *testing.T) {
 // composeFile is the part of the Compose specification compose.yaml uses;
 // decoded strictly, anything else fails like a typo would.
 type composeFile struct {
-	Name          string                       `json:"name"`
-	XMicroshop    map[string]any               `json:"x-microshop"`
-	XMicroshopEnv map[string]string            `json:"x-microshop-env"`
-	Services      map[string]composeService    `json:"services"`
-	Configs       map[string]composeConfig     `json:"configs"`
-	Secrets       map[string]composeSecret     `json:"secrets"`
-	Volumes       map[string]struct{}          `json:"volumes"`
-	Networks      map[string]composeNetworkDef `json:"networks"`
+	Name             string                       `json:"name"`
+	XMicroshop       map[string]any               `json:"x-microshop"`
+	XMicroshopEnv    map[string]string            `json:"x-microshop-env"`
+	XMicroshopBroker map[string]string            `json:"x-microshop-broker"`
+	Services         map[string]composeService    `json:"services"`
+	Configs          map[string]composeConfig     `json:"configs"`
+	Secrets          map[string]composeSecret     `json:"secrets"`
+	Volumes          map[string]struct{}          `json:"volumes"`
+	Networks         map[string]composeNetworkDef `json:"networks"`
 }
 
 type composeService struct {
@@ -1860,6 +1906,7 @@ func checkCompose(t *testing.T, text string) problems {
 			found.add("no %s service", want)
 		}
 	}
+	found = append(found, checkComposeScrapes(c.Configs["prometheus"].Content)...)
 	for name, s := range c.Services {
 		where := "service " + name
 		found = append(found, checkImage(where, s.Image)...)
@@ -1950,8 +1997,12 @@ func checkCompose(t *testing.T, text string) problems {
 		if u, err := url.Parse(env["MICROSHOP_REGISTRY_URL"]); err != nil || u.Scheme != "etcd" || c.Services[u.Hostname()].Image == "" {
 			found.add("%s: MICROSHOP_REGISTRY_URL %q is not the etcd service", where, env["MICROSHOP_REGISTRY_URL"])
 		}
-		if u, err := url.Parse(env["MICROSHOP_BROKER_URL"]); err != nil || u.Scheme != "amqp" || u.Hostname() != "rabbitmq" {
+		found = append(found, checkBrokerEnv(where, name, env)...)
+		if u, err := url.Parse(env["MICROSHOP_BROKER_URL"]); !noBroker[name] && (err != nil || u.Scheme != "amqp" || u.Hostname() != "rabbitmq") {
 			found.add("%s: MICROSHOP_BROKER_URL %q is not the rabbitmq service", where, env["MICROSHOP_BROKER_URL"])
+		}
+		if _, waits := s.DependsOn["rabbitmq"]; noBroker[name] && waits {
+			found.add("%s waits for rabbitmq, but it has no broker connection", where)
 		}
 		if u, err := url.Parse(env["OTEL_EXPORTER_OTLP_ENDPOINT"]); err != nil || u.Hostname() != "jaeger" || u.Port() != "4318" {
 			found.add("%s: OTEL_EXPORTER_OTLP_ENDPOINT %q is not jaeger's OTLP/HTTP port", where, env["OTEL_EXPORTER_OTLP_ENDPOINT"])
@@ -1979,6 +2030,47 @@ func checkCompose(t *testing.T, text string) problems {
 	return found
 }
 
+// composeScrape is the part of the compose stack's Prometheus configuration
+// that names what it scrapes.
+type composeScrape struct {
+	ScrapeConfigs []struct {
+		StaticConfigs []struct {
+			Targets []string          `json:"targets"`
+			Labels  map[string]string `json:"labels"`
+		} `json:"static_configs"`
+	} `json:"scrape_configs"`
+}
+
+// checkComposeScrapes reports a service the compose stack's Prometheus does
+// not scrape: there etcd is the registry, so its targets are listed by
+// container name, each labelled with its service as the alerts and the
+// dashboards select it.
+func checkComposeScrapes(content string) problems {
+	var found problems
+	var cfg composeScrape
+	if err := yaml.Unmarshal([]byte(content), &cfg); err != nil {
+		found.add("the prometheus config: %v", err)
+		return found
+	}
+	scraped := map[string]string{}
+	for _, sc := range cfg.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, target := range st.Targets {
+				scraped[target] = st.Labels["service"]
+			}
+		}
+	}
+	for _, name := range services {
+		switch label, ok := scraped[name+":8080"]; {
+		case !ok:
+			found.add("Prometheus does not scrape %s:8080", name)
+		case label != name:
+			found.add("Prometheus labels %s:8080 service=%q, want %s", name, label, name)
+		}
+	}
+	return found
+}
+
 func TestCompose(t *testing.T) {
 	expectClean(t, "deploy/compose.yaml", checkCompose(t, readFile(t, "compose.yaml")))
 }
@@ -1996,11 +2088,64 @@ func TestComposeNegative(t *testing.T) {
 		{"undeclared secret", "      - jwt_key_ring\n    depends_on:", "      - jwt_key\n    depends_on:", "secret jwt_key"},
 		{"missing bind mount", "./prometheus:/etc/prometheus/microshop:ro", "./prometheus-rules:/etc/prometheus/microshop:ro", "does not exist"},
 		{"invalid value", `  LOG_FORMAT: "json"`, `  LOG_FORMAT: "xml"`, "refuses its environment"},
+		{"broker for the monolith", "      <<: *microshop-env\n      MICROSHOP_LEGACY_ADDR", "      <<: [*microshop-env, *microshop-broker]\n      MICROSHOP_LEGACY_ADDR", "legacy is given MICROSHOP_BROKER_URL, but it has no broker connection"},
+		{"monolith waits for the broker", "    depends_on:\n      postgres:\n        condition: service_healthy\n      etcd:", "    depends_on:\n      postgres:\n        condition: service_healthy\n      rabbitmq:\n        condition: service_healthy\n      etcd:", "legacy waits for rabbitmq"},
+		{"no broker for orders", "      <<: [*microshop-env, *microshop-broker]\n      MICROSHOP_ORDERS_ADDR", "      <<: *microshop-env\n      MICROSHOP_ORDERS_ADDR", "orders is not given MICROSHOP_BROKER_URL"},
+		{"monolith not scraped", "            - targets: [\"legacy:8080\"]\n              labels: {service: legacy}\n", "", "does not scrape legacy:8080"},
+		{"scrape mislabelled", "labels: {service: legacy}", "labels: {service: monolith}", `service="monolith", want legacy`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			expectReported(t, checkCompose(t, mutate(t, text, tc.old, tc.new)), tc.want)
 		})
 	}
+}
+
+// --- Prometheus alerts ---
+
+// checkServiceMissing reports a service of config.Services the ServiceMissing
+// alert does not watch: an instance that dies leaves the registry, and with
+// it its up series, so only this alert notices a service gone altogether.
+func checkServiceMissing(text string) problems {
+	var found problems
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `json:"alert"`
+				Expr  string `json:"expr"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := yaml.Unmarshal([]byte(text), &rules); err != nil {
+		found.add("decoding: %v", err)
+		return found
+	}
+	expr := ""
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "ServiceMissing" {
+				expr = r.Expr
+			}
+		}
+	}
+	if expr == "" {
+		found.add("no ServiceMissing alert")
+		return found
+	}
+	for _, name := range config.Services {
+		if !strings.Contains(expr, fmt.Sprintf(`absent(up{job="microshop",service=%q})`, name)) {
+			found.add("ServiceMissing does not watch %s", name)
+		}
+	}
+	return found
+}
+
+func TestAlertsWatchEveryService(t *testing.T) {
+	expectClean(t, "prometheus/alerts.yml", checkServiceMissing(readFile(t, "prometheus/alerts.yml")))
+}
+
+func TestAlertsWatchEveryServiceNegative(t *testing.T) {
+	text := mutate(t, readFile(t, "prometheus/alerts.yml"), "          or absent(up{job=\"microshop\",service=\"legacy\"})\n", "")
+	expectReported(t, checkServiceMissing(text), "does not watch legacy")
 }
 
 // TestExamplesCarryNoSecrets guards the committed files against a real

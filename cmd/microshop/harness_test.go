@@ -23,6 +23,7 @@ import (
 	"github.com/microshop/microshop/internal/contract"
 	"github.com/microshop/microshop/internal/gateway"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
+	"github.com/microshop/microshop/internal/legacy/legacyhttp"
 	"github.com/microshop/microshop/internal/orders/orderhttp"
 	"github.com/microshop/microshop/internal/payments/paymenthttp"
 	"github.com/microshop/microshop/internal/registry"
@@ -239,7 +240,7 @@ type client struct {
 func newClient(t testing.TB, base string) *client {
 	t.Helper()
 	docs, err := contract.LoadAll(gateway.OpenAPI, userhttp.OpenAPI, cataloghttp.OpenAPI, inventoryhttp.OpenAPI,
-		orderhttp.OpenAPI, paymenthttp.OpenAPI, shippinghttp.OpenAPI, registry.OpenAPI)
+		orderhttp.OpenAPI, paymenthttp.OpenAPI, shippinghttp.OpenAPI, legacyhttp.OpenAPI, registry.OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,7 @@ func TestConsoleStreamsTheShop(t *testing.T) {
 		Edges []struct{ From, To, Kind string }
 	}
 	c.must(200, "GET", "/api/v1/console/topology", admin, nil).json(t, &top)
-	if len(top.Nodes) != 9 || len(top.Edges) < 15 {
+	if len(top.Nodes) != 10 || len(top.Edges) < 15 {
 		t.Fatalf("topology has %d nodes and %d edges", len(top.Nodes), len(top.Edges))
 	}
 	c.must(403, "GET", "/api/v1/console/topology", customer, nil)
@@ -187,7 +187,7 @@ func TestConsoleStreamsTheShop(t *testing.T) {
 			if err := json.Unmarshal(data, &st); err != nil {
 				t.Fatal(err)
 			}
-			allUp = len(st.Services) == 9
+			allUp = len(st.Services) == 10
 			for svc, s := range st.Services {
 				if s.Health != "up" || (svc != "broker" && len(s.Instances) == 0) {
 					allUp = false

@@ -21,10 +21,10 @@ import (
 )
 
 // Services lists every service microshop can run, in start order.
-var Services = []string{"registry", "users", "catalog", "inventory", "payments", "shipping", "orders", "gateway"}
+var Services = []string{"registry", "users", "catalog", "inventory", "payments", "shipping", "orders", "legacy", "gateway"}
 
 // BusinessServices are the services that own data; each has a database.
-var BusinessServices = []string{"users", "catalog", "inventory", "payments", "shipping", "orders"}
+var BusinessServices = []string{"users", "catalog", "inventory", "payments", "shipping", "orders", "legacy"}
 
 // Saga modes: the three ways the checkout saga can run.
 const (
@@ -111,6 +111,11 @@ type Config struct {
 	Services     map[string]Service
 	// Resilience guards every call from one service to another.
 	Resilience Resilience
+	// FacadeRoutes is where the gateway's strangler-fig facade starts each
+	// of the monolith's routes, by path: "legacy" or the route's new
+	// service. Routes not named start on the monolith. A route the monolith
+	// has handed over stays with its service whatever this says.
+	FacadeRoutes map[string]string
 }
 
 // Load reads the configuration from getenv, falling back to the KEY=VALUE
@@ -178,6 +183,8 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 	errs = append(errs, field("MICROSHOP_RATE_LIMIT_BURST", err))
 	c.Resilience, err = loadResilience(get)
 	errs = append(errs, err)
+	c.FacadeRoutes, err = routeTable(get("MICROSHOP_FACADE_ROUTES", ""))
+	errs = append(errs, field("MICROSHOP_FACADE_ROUTES", err))
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
 	}
@@ -391,6 +398,29 @@ func (c Config) Attrs() []slog.Attr {
 		attrs = append(attrs, slog.String(name+"_db", db))
 	}
 	return attrs
+}
+
+// routeTable parses "/profile=users,/orders=legacy": each of the monolith's
+// routes once, with where it starts. Which routes and targets exist is the
+// facade's to check; this checks the form.
+func routeTable(raw string) (map[string]string, error) {
+	table := map[string]string{}
+	for pair := range strings.SplitSeq(raw, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		route, target, ok := strings.Cut(pair, "=")
+		route, target = strings.TrimSpace(route), strings.TrimSpace(target)
+		if !ok || !strings.HasPrefix(route, "/") || target == "" {
+			return nil, fmt.Errorf("%q: want /route=target pairs separated by commas", pair)
+		}
+		if _, dup := table[route]; dup {
+			return nil, fmt.Errorf("route %s named twice", route)
+		}
+		table[route] = target
+	}
+	return table, nil
 }
 
 func redactURL(raw string) string {

@@ -134,3 +134,22 @@ func TestSecretsFromFiles(t *testing.T) {
 		t.Errorf("missing file: %v, want an error naming the setting", err)
 	}
 }
+
+func TestFacadeRoutes(t *testing.T) {
+	c, err := Load(env(map[string]string{"MICROSHOP_FACADE_ROUTES": " /profile=users , /orders=legacy,"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.FacadeRoutes) != 2 || c.FacadeRoutes["/profile"] != "users" || c.FacadeRoutes["/orders"] != "legacy" {
+		t.Errorf("FacadeRoutes = %v", c.FacadeRoutes)
+	}
+	if c, err := Load(env(nil), nil); err != nil || len(c.FacadeRoutes) != 0 {
+		t.Errorf("default FacadeRoutes = %v, %v; want none: every route on the monolith", c.FacadeRoutes, err)
+	}
+	for _, bad := range []string{"profile=users", "/profile", "/profile=", "/profile=users,/profile=legacy"} {
+		_, err := Load(env(map[string]string{"MICROSHOP_FACADE_ROUTES": bad}), nil)
+		if err == nil || !strings.Contains(err.Error(), "MICROSHOP_FACADE_ROUTES") {
+			t.Errorf("MICROSHOP_FACADE_ROUTES=%q: %v, want an error naming it", bad, err)
+		}
+	}
+}

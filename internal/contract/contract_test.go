@@ -15,6 +15,7 @@ import (
 	"github.com/microshop/microshop/internal/contract"
 	"github.com/microshop/microshop/internal/gateway"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
+	"github.com/microshop/microshop/internal/legacy/legacyhttp"
 	"github.com/microshop/microshop/internal/orders/orderhttp"
 	"github.com/microshop/microshop/internal/payments/paymenthttp"
 	"github.com/microshop/microshop/internal/registry"
@@ -32,6 +33,7 @@ var published = map[string][]byte{
 	"orders":    orderhttp.OpenAPI,
 	"payments":  paymenthttp.OpenAPI,
 	"shipping":  shippinghttp.OpenAPI,
+	"legacy":    legacyhttp.OpenAPI,
 	"registry":  registry.OpenAPI,
 	"gateway":   gateway.OpenAPI,
 }

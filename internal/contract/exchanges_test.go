@@ -365,6 +365,7 @@ func TestGatewayDocumentDescribesTheGatewaysOwnRoutes(t *testing.T) {
 		{method: "GET", path: "/api/v1/console/traces", token: admin, want: 200},
 		{method: "GET", path: "/api/v1/console/traces?limit=0", token: admin, want: 422},
 		{method: "GET", path: "/api/v1/console/traces/4bf92f3577b34da6a3ce929d0e0e4736", token: admin, want: 404},
+		{method: "GET", path: "/api/v1/console/legacy", token: admin, want: 503},
 		{method: "GET", path: "/api/v1/console/traffic", token: admin, want: 503},
 		{method: "PUT", path: "/api/v1/console/traffic", token: admin, body: `{"rate":0}`, want: 422},
 		{method: "PUT", path: "/api/v1/console/traffic", token: admin, body: `{"rate":5}`, want: 503},

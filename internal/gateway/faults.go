@@ -27,7 +27,7 @@ import (
 // Faultable are the services whose faults an admin sets through the
 // gateway. The gateway and the registry are not among them: they are the
 // path the faults are set and observed through.
-var Faultable = []string{"users", "catalog", "inventory", "orders", "payments", "shipping"}
+var Faultable = []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "legacy"}
 
 // faultCallTimeout bounds each call to an instance's fault route; taking an
 // instance down waits for its workers to stop.

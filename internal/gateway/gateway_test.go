@@ -104,7 +104,7 @@ func newShop(t *testing.T) *shop {
 		t.Cleanup(srv.Close)
 		return srv
 	}
-	services := []string{"users", "catalog", "inventory", "orders", "payments", "shipping"}
+	services := []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "legacy"}
 	for _, name := range services {
 		s.resolver.addrs[name] = strings.TrimPrefix(fake(name).URL, "http://")
 	}
@@ -373,7 +373,7 @@ func TestDocsListsEveryDocument(t *testing.T) {
 			t.Errorf("%s document at %q, want /api/docs/%s", d.Service, d.URL, d.Service)
 		}
 	}
-	want := []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "registry", "gateway"}
+	want := []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "legacy", "registry", "gateway"}
 	if !slices.Equal(listed, append(want, "events")) || !slices.Equal(gateway.Documented, want) {
 		t.Errorf("documents = %v (Documented %v), want %v and events", listed, gateway.Documented, want)
 	}

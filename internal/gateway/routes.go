@@ -20,7 +20,7 @@ var OpenAPI []byte
 
 // Documented lists the services whose OpenAPI documents the gateway serves.
 // The AsyncAPI document of the events is served beside them, as "events".
-var Documented = []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "registry", "gateway"}
+var Documented = []string{"users", "catalog", "inventory", "orders", "payments", "shipping", "legacy", "registry", "gateway"}
 
 // Auditor checks the shop's invariants on behalf of an admin's token.
 type Auditor func(ctx context.Context, token string) (audit.Report, error)

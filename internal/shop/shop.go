@@ -36,6 +36,7 @@ import (
 	"github.com/microshop/microshop/internal/console"
 	"github.com/microshop/microshop/internal/discovery"
 	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/facade"
 	"github.com/microshop/microshop/internal/fault"
 	"github.com/microshop/microshop/internal/gateway"
 	"github.com/microshop/microshop/internal/host"
@@ -44,6 +45,10 @@ import (
 	"github.com/microshop/microshop/internal/inventory/inventorydb"
 	"github.com/microshop/microshop/internal/inventory/inventoryevents"
 	"github.com/microshop/microshop/internal/inventory/inventoryhttp"
+	"github.com/microshop/microshop/internal/legacy"
+	"github.com/microshop/microshop/internal/legacy/legacyclient"
+	"github.com/microshop/microshop/internal/legacy/legacydb"
+	"github.com/microshop/microshop/internal/legacy/legacyhttp"
 	"github.com/microshop/microshop/internal/orders"
 	"github.com/microshop/microshop/internal/orders/orderclient"
 	"github.com/microshop/microshop/internal/orders/orderdb"
@@ -487,6 +492,19 @@ func (l lateResolver) Forget(service string) { l.b.regClient.Forget(service) }
 // and brings its schema and its messaging tables up to date. Errors say
 // which service and which database, password redacted.
 func (b *builder) openDB(name string, migrations fs.FS) (*sqldb.DB, error) {
+	db, err := b.openSchema(name, migrations)
+	if err != nil {
+		return nil, err
+	}
+	if err := outbox.Migrate(b.ctx, db); err != nil {
+		return nil, fmt.Errorf("migrating the %s database (%s %s): %w", name, db.Dialect, sqldb.Redact(b.cfg.DBURL(name)), err)
+	}
+	return db, nil
+}
+
+// openSchema opens service name's own database with its own schema only:
+// the monolith, which sends and takes no events, has no messaging tables.
+func (b *builder) openSchema(name string, migrations fs.FS) (*sqldb.DB, error) {
 	dbURL := b.cfg.DBURL(name)
 	db, err := sqldb.Open(b.ctx, dbURL)
 	if err != nil {
@@ -494,9 +512,6 @@ func (b *builder) openDB(name string, migrations fs.FS) (*sqldb.DB, error) {
 	}
 	b.closeLater(db)
 	if err := db.Migrate(b.ctx, migrations); err != nil {
-		return nil, fmt.Errorf("migrating the %s database (%s %s): %w", name, db.Dialect, sqldb.Redact(dbURL), err)
-	}
-	if err := outbox.Migrate(b.ctx, db); err != nil {
 		return nil, fmt.Errorf("migrating the %s database (%s %s): %w", name, db.Dialect, sqldb.Redact(dbURL), err)
 	}
 	return db, nil
@@ -617,6 +632,16 @@ func (b *builder) build(name string) (*host.Service, error) {
 		})
 	case "orders":
 		return b.orders()
+	case "legacy":
+		// The old shop: one database, no events; it asks users for a
+		// new customer's account and catalog for prices, over their APIs.
+		db, err := b.openSchema(name, legacydb.Migrations)
+		if err != nil {
+			return nil, err
+		}
+		call := b.caller(name)
+		svc := legacy.NewService(legacydb.New(db), legacyclient.Accounts{Caller: call}, legacyclient.Catalog{Caller: call})
+		return b.withDB(b.service(name, legacyhttp.Routes(svc)), db), nil
 	case "gateway":
 		return b.gateway()
 	}
@@ -756,6 +781,14 @@ func (b *builder) gateway() (*host.Service, error) {
 		return audit.Run(snap, time.Now(), audit.DefaultGrace), nil
 	}
 	routes := gateway.Routes(proxy, auditor, views)
+	// The strangler fig: the monolith's old routes go to it, or to the
+	// service that took each over, through the same proxy and breakers.
+	strangler, err := facade.New(facade.Options{Legacy: proxy.Handler(facade.Legacy), Call: call, Admin: views, Start: b.cfg.FacadeRoutes,
+		Log: log.With(slog.String("component", "facade"))})
+	if err != nil {
+		return nil, err
+	}
+	strangler.Mount(routes)
 	console.New(console.Config{
 		Collector: b.collector,
 		Services:  b.regClient.Services,
@@ -769,6 +802,8 @@ func (b *builder) gateway() (*host.Service, error) {
 		Log:      log.With(slog.String("component", "console")),
 	}).Mount(routes)
 	s := b.service("gateway", routes)
+	s.Metrics.Registry.MustRegister(strangler.Collectors()...)
+	s.Workers = append(s.Workers, func(ctx context.Context) { strangler.Run(ctx, b.cfg.FacadeRoutes) })
 	limited := gateway.Limit(s.Routes, gateway.NewLimits(gateway.LimitOptions{RPS: b.cfg.RateLimitRPS, Burst: b.cfg.RateLimitBurst}))
 	// Spans from services in other processes: an internal path, so only
 	// services with their tokens post there, and it is not rate limited
