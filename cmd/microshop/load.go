@@ -51,6 +51,7 @@ func loadTraffic(ctx context.Context, args []string, getenv func(string) string,
 	fs.Float64Var(&mix.Browse, "browse", d.Browse, "weight of browsing steps")
 	fs.Float64Var(&mix.Stock, "stock", d.Stock, "weight of stock checks")
 	fs.Float64Var(&mix.Order, "order", d.Order, "weight of checkouts")
+	fs.Float64Var(&mix.Legacy, "legacy", d.Legacy, "weight of old-shop steps: a profile or the orders read through the monolith's API (/profile, /orders)")
 	fs.Float64Var(&mix.Declined, "declined", d.Declined, "fraction of orders paid with the declined card")
 	fs.Float64Var(&mix.ShortStock, "short-stock", d.ShortStock, "fraction of orders for more than the stock left")
 	fs.Usage = func() {

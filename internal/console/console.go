@@ -55,7 +55,8 @@ type Config struct {
 	// the audit.
 	Admin http.Handler
 	// Ask calls a service's admin route directly, with the watching
-	// admin's token, for what the gateway has no view of (the saga style).
+	// admin's token, for what the gateway has no view of (the saga style,
+	// the legacy monolith's figures).
 	Ask func(ctx context.Context, service, path, token string, out any) error
 	// Queued asks the broker how many messages it keeps for a consumer
 	// group that consumes topics: the queue's depth, read where it is kept,
@@ -96,6 +97,7 @@ func (c *Console) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/console/traffic", c.admin(c.trafficStatus))
 	mux.HandleFunc("PUT /api/v1/console/traffic", c.admin(c.startTraffic))
 	mux.HandleFunc("DELETE /api/v1/console/traffic", c.admin(c.stopTraffic))
+	mux.HandleFunc("GET /api/v1/console/legacy", c.admin(c.legacy))
 }
 
 func (c *Console) admin(h http.HandlerFunc) http.HandlerFunc {

@@ -73,6 +73,9 @@ func newFakeShop(t *testing.T, stock map[string]int64) *fakeShop {
 	mux.HandleFunc("PUT /api/v1/inventory/{id}", f.restock)
 	mux.HandleFunc("POST /api/v1/orders", f.placeOrder)
 	mux.HandleFunc("GET /api/v1/orders/{id}", f.getOrder)
+	// The old shop's API, behind the gateway's facade.
+	mux.HandleFunc("GET /profile", f.oldShop)
+	mux.HandleFunc("GET /orders", f.oldShop)
 	f.srv = httptest.NewServer(f.count(mux))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -192,6 +195,14 @@ func (f *fakeShop) product(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "name": "x", "price_cents": 100, "currency": "USD"})
+}
+
+func (f *fakeShop) oldShop(w http.ResponseWriter, r *http.Request) {
+	if f.caller(r) == "" {
+		problem(w, http.StatusUnauthorized)
+		return
+	}
+	reply(w, http.StatusOK, map[string]any{})
 }
 
 func (f *fakeShop) level(w http.ResponseWriter, r *http.Request) {

@@ -85,6 +85,7 @@ type Mix struct {
 	Browse     float64 // list the catalog or view one product (v1 or v2)
 	Stock      float64 // check one product's stock
 	Order      float64 // place an order and follow it to its end
+	Legacy     float64 // a customer of the old shop reads their profile or orders through its API
 	Declined   float64 // of orders: paid with the declined card
 	ShortStock float64 // of orders: more items than the stock left
 }
@@ -94,13 +95,13 @@ type Mix struct {
 var DefaultMix = Mix{Browse: 0.55, Stock: 0.15, Order: 0.30, Declined: 0.10, ShortStock: 0.10}
 
 func (m Mix) validate() error {
-	for _, f := range []float64{m.Browse, m.Stock, m.Order, m.Declined, m.ShortStock} {
+	for _, f := range []float64{m.Browse, m.Stock, m.Order, m.Legacy, m.Declined, m.ShortStock} {
 		if f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 			return errors.New("mix: every weight and fraction must be a finite number of at least 0")
 		}
 	}
-	if m.Browse+m.Stock+m.Order == 0 {
-		return errors.New("mix: at least one of browse, stock and order must weigh more than 0")
+	if m.Browse+m.Stock+m.Order+m.Legacy == 0 {
+		return errors.New("mix: at least one of browse, stock, order and legacy must weigh more than 0")
 	}
 	if m.Declined+m.ShortStock > 1 {
 		return errors.New("mix: the declined and short-stock fractions of orders add up to more than 1")

@@ -230,6 +230,19 @@ func TestRunFollowsEveryOrder(t *testing.T) {
 	}
 }
 
+// Old-shop steps read a customer's profile and orders through the
+// monolith's API, signed in like any other step.
+func TestLegacyStepsUseTheOldAPI(t *testing.T) {
+	f := newFakeShop(t, catalogStock())
+	_, rep := run(t, t.Context(), load.Options{
+		Target: f.srv.URL, Rate: 40, Duration: 500 * time.Millisecond, Customers: 5,
+		Mix: load.Mix{Legacy: 1},
+	})
+	if rep.Failed != 0 || rep.LatencyMS["legacy_profile"].Count == 0 || rep.LatencyMS["legacy_orders"].Count == 0 {
+		t.Errorf("report: %d failed, latencies %v; want old-shop profile and orders reads, none failed", rep.Failed, rep.LatencyMS)
+	}
+}
+
 // TestRateLimitedIsCounted: a 429 is an error of its own kind, and nothing
 // is retried for it.
 func TestRateLimitedIsCounted(t *testing.T) {

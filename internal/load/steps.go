@@ -53,14 +53,27 @@ func (g *Generator) step(ctx context.Context, wg *sync.WaitGroup) {
 		return // counted where it failed
 	}
 	m := g.opt.Mix
-	switch x := rand.Float64() * (m.Browse + m.Stock + m.Order); {
+	switch x := rand.Float64() * (m.Browse + m.Stock + m.Order + m.Legacy); {
 	case x < m.Browse:
 		g.browse(ctx, a)
 	case x < m.Browse+m.Stock:
 		g.checkStock(ctx, a, g.products.any())
-	default:
+	case x < m.Browse+m.Stock+m.Order:
 		g.order(ctx, a, wg)
+	default:
+		g.oldShop(ctx, a)
 	}
+}
+
+// oldShop is a customer of the old shop: they read their profile or their
+// orders through the monolith's API, wherever the gateway's facade sends
+// those routes now.
+func (g *Generator) oldShop(ctx context.Context, a *account) {
+	r := request{method: http.MethodGet, op: "legacy_profile", path: "/profile"}
+	if rand.IntN(2) == 0 {
+		r.op, r.path = "legacy_orders", "/orders"
+	}
+	_, _ = g.call(ctx, a, r, nil)
 }
 
 // browse lists the catalog or views a product, in the v1 or v2 shape.

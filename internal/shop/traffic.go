@@ -42,6 +42,15 @@ func (b *builder) traffic() console.Traffic {
 // Start runs shoppers at rate arrivals a second, or changes the rate of
 // those running. The admin's token lets the generator restock products that
 // run low, for as long as it is valid.
+// consoleMix is the console's traffic: a shop's ordinary day, and some
+// customers of the old shop, so that the Migration view shows each legacy
+// route's traffic split between the monolith and its new service.
+var consoleMix = func() load.Mix {
+	m := load.DefaultMix
+	m.Legacy = 0.10
+	return m
+}()
+
 func (t *traffic) Start(rate float64, adminToken string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -53,7 +62,7 @@ func (t *traffic) Start(rate float64, adminToken string) error {
 	if !ok {
 		return fail.New(fail.Unavailable, "the gateway is not listening yet")
 	}
-	gen, err := load.New(load.Options{Target: target, Rate: rate, Admin: load.Credentials{Token: adminToken}})
+	gen, err := load.New(load.Options{Target: target, Rate: rate, Admin: load.Credentials{Token: adminToken}, Mix: consoleMix})
 	if err != nil {
 		return fmt.Errorf("starting traffic: %w", err)
 	}

@@ -7,6 +7,11 @@
 // sagas, traces, API documents) is asked of the gateway's admin APIs when a
 // person clicks. No framework and no build step: the browser runs this file
 // as it is, and the gateway serves it from the binary.
+//
+// Three views tell the shop's story: the Monolith (the old app alone, with
+// its one database), the Migration (the strangler-fig facade moving its
+// routes to the services, one at a time) and the Microservices (today's
+// shop, the live diagram). The URL's hash names the view.
 
 const SVG = 'http://www.w3.org/2000/svg';
 const TOKEN_KEY = 'microshop.console.token';
@@ -47,7 +52,8 @@ const state = {
   expiryTimer: 0,
   nodes: new Map(), // name -> the topology's node, placed: {x, y, w, h, el, meta, badges, ring}
   edges: new Map(), // "from>to" -> {from, to, kind, el, path, len, lastStart}
-  topics: new Map(), // topic -> {bg, countEl, n}
+  topics: new Map(), // topic -> {bg, countEl}
+  topicCounts: new Map(), // topic -> messages seen, kept while the diagram is redrawn
   stats: null, // the last stats event
   selected: '',
   flows: [],
@@ -67,6 +73,22 @@ const state = {
   sagaPinned: new Map(), // orders a person opened, kept in view
   sagaTimer: 0,
   tracesTimer: 0,
+  view: 'microservices', // monolith, migration or microservices
+  topology: null,
+  drawn: '', // what the diagram shows now: monolith or microservices
+  viewTimer: 0,
+  viewTicks: 0,
+  facade: {
+    routes: [], // the facade's last answer
+    error: '',
+    samples: new Map(), // route -> [{t, legacy, service}]: request counts seen, for the split
+    pending: new Set(), // routes this page is moving
+    failed: new Map(), // route -> the problem this page's last move of it met
+    asked: 0, // polls started
+    fresh: 0, // polls started before this one are stale (a move answered since)
+    inflight: false,
+  },
+  legacy: { stats: null, error: '', inflight: false },
 };
 
 // ---------------------------------------------------------------- DOM helpers
@@ -233,6 +255,7 @@ function signOut(message = '') {
   state.stream = null;
   clearInterval(state.sagaTimer);
   clearInterval(state.tracesTimer);
+  clearInterval(state.viewTimer);
   closeReplay();
   showSignIn(message);
 }
@@ -258,7 +281,9 @@ async function enter() {
     if (!(err instanceof AuthError)) toast(`Could not read the topology: ${err.message}`, true);
     return;
   }
-  drawDiagram(topology);
+  state.topology = topology;
+  state.drawn = '';
+  showView(viewFromHash());
   if (state.selected) selectNode(state.selected);
   else switchTab($('#sagas').hidden ? 'panel' : 'sagas');
   runStream();
@@ -427,9 +452,9 @@ function drawBroker(n, topo) {
     y += rowH;
     for (const topic of topics.filter((t) => t.split('.')[0] === d)) {
       const bg = s('rect', { class: 'topic-bg', x: left + 8, y: y + 1, width: n.w - 16, height: rowH - 2, rx: 4 });
-      const countEl = s('text', { class: 'topic-count', x: left + n.w - 14, y: y + rowH * 0.72, 'text-anchor': 'end' }, '0');
+      const countEl = s('text', { class: 'topic-count', x: left + n.w - 14, y: y + rowH * 0.72, 'text-anchor': 'end' }, fmtInt(state.topicCounts.get(topic)));
       g.append(bg, s('text', { class: 'topic', x: left + 22, y: y + rowH * 0.72 }, topic.slice(d.length + 1)), countEl);
-      state.topics.set(topic, { bg, countEl, n: 0 });
+      state.topics.set(topic, { bg, countEl });
       y += rowH;
     }
   }
@@ -536,6 +561,7 @@ function onSpan(span) {
   if (span.kind === 'consumer') state.delivered.push(now);
   if (span.kind === 'producer' && span.topic) bumpTopic(span.topic);
   if (state.replay) return; // the replay has the diagram; live spans are counted only
+  if (state.view === 'migration') return; // the diagram is hidden
   const route = routeOf(span);
   if (!route) {
     if (span.kind === 'server' || span.kind === 'consumer') pulse(span.service, span.status === 'error');
@@ -572,6 +598,12 @@ function routeOf(span) {
       return null;
   }
   if (!from || !to) return null;
+  if (state.view === 'monolith') {
+    // The monolith alone: what reaches it comes from its clients, and
+    // nothing else is drawn.
+    if (to !== 'legacy') return null;
+    from = 'clients';
+  }
   const found = edgeFor(from, to, kind);
   if (!found) return null;
   return { ...found, arrive: to === 'broker' || to === 'clients' ? '' : to };
@@ -635,10 +667,11 @@ function pulse(name, error) {
 }
 
 function bumpTopic(topic) {
+  const n = (state.topicCounts.get(topic) || 0) + 1;
+  state.topicCounts.set(topic, n);
   const t = state.topics.get(topic);
   if (!t) return;
-  t.n++;
-  t.countEl.textContent = fmtInt(t.n);
+  t.countEl.textContent = fmtInt(n);
   if (!document.hidden) t.bg.animate([{ opacity: 0.35 }, { opacity: 0 }], { duration: 700, easing: 'ease-out' });
 }
 
@@ -1241,6 +1274,7 @@ function renderTraces(list, items, emptyText) {
 async function startReplay(traceId) {
   const trace = await attempt('Reading the trace', () => api('GET', `/api/v1/console/traces/${encodeURIComponent(traceId)}`));
   if (!trace) return;
+  goView('microservices'); // a trace crosses the services: it is replayed over them
   closeReplay();
   const spans = [...(trace.spans || [])].sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
   if (!spans.length) {
@@ -1621,6 +1655,506 @@ function unquote(v) {
   return v;
 }
 
+// ---------------------------------------------------------------- views
+
+const VIEWS = ['monolith', 'migration', 'microservices'];
+
+function viewFromHash() {
+  const v = location.hash.replace(/^#/, '');
+  return VIEWS.includes(v) ? v : 'microservices';
+}
+
+// goView is a person choosing a view: it becomes a step in the history, so
+// Back returns to the view before.
+function goView(name) {
+  if (name === state.view && location.hash === `#${name}`) return;
+  history.pushState(null, '', `#${name}`);
+  showView(name);
+}
+
+// showView shows one view: the Monolith and the Microservices each draw the
+// diagram their own way; the Migration hides it for the facade's table.
+function showView(name) {
+  if (!VIEWS.includes(name)) name = 'microservices';
+  state.view = name;
+  for (const tab of document.querySelectorAll('.view-tab')) {
+    const on = tab.dataset.view === name;
+    tab.classList.toggle('active', on);
+    tab.setAttribute('aria-selected', String(on));
+  }
+  if (location.hash !== `#${name}`) history.replaceState(null, '', `#${name}`);
+  if (name !== 'microservices') closeReplay();
+  // Shown before it is drawn: a hidden SVG cannot measure its paths.
+  $('#diagram').toggleAttribute('hidden', name === 'migration');
+  $('#facade-view').hidden = name !== 'migration';
+  $('.legend').hidden = name !== 'microservices';
+  $('#monolith-notes').hidden = name !== 'monolith';
+  if (state.topology && name !== 'migration' && state.drawn !== name) {
+    if (name === 'monolith') drawMonolith();
+    else drawDiagram(state.topology);
+    state.drawn = name;
+    for (const n of state.nodes.values()) n.el.classList.toggle('selected', n.name === state.selected);
+  }
+  renderFacade();
+  applyMonolith();
+  pollView();
+}
+
+// pollView asks, every second while the view shows them, what the Monolith
+// and the Migration need: the facade's routes (also to know which routes the
+// monolith still serves) and, every other second, the monolith's figures.
+function pollView() {
+  clearInterval(state.viewTimer);
+  state.viewTicks = 0;
+  if (state.view === 'microservices' || !state.token) return;
+  const tick = () => {
+    refreshFacade();
+    if (state.view === 'monolith' && state.viewTicks % 2 === 0) refreshLegacy();
+    state.viewTicks++;
+  };
+  tick();
+  state.viewTimer = setInterval(tick, 1000);
+}
+
+// ---------------------------------------------------------------- monolith
+
+// The monolith's routes, the module of it that serves each, the table it
+// keeps, and the service that takes the route over.
+const LEGACY_ROUTES = [
+  { route: '/profile', module: 'customers', table: 'customers', service: 'users' },
+  { route: '/orders', module: 'orders', table: 'orders', service: 'orders' },
+];
+const MONOLITH = { x: 410, y: 320, w: 420, h: 372 };
+const MONO_DB = { cx: 816, top: 196, w: 236, h: 232, ry: 16 };
+
+// legacyInfo is what the panel says of the monolith: the topology's node
+// when it lists one.
+function legacyInfo() {
+  const node = ((state.topology && state.topology.nodes) || []).find((n) => n.name === 'legacy');
+  return node || {
+    name: 'legacy',
+    kind: 'legacy',
+    summary: 'The old monolith: one application serving customers and their orders.',
+    owns: 'customers and orders, in one database',
+    why: 'It is not on its own: it is the shop before the services, kept running while the facade moves its routes out.',
+    database: 'legacy.db',
+  };
+}
+
+// drawMonolith draws the legacy app alone, as the shop was before it was
+// split: its modules in one box, and the one database they all share.
+function drawMonolith() {
+  const svg = $('#diagram');
+  svg.replaceChildren();
+  state.nodes.clear();
+  state.edges.clear();
+  state.topics.clear();
+  state.flows = [];
+  svg.append(s('defs', {}, marker('arrow-http', 'var(--http)'), marker('arrow-open', 'var(--bad)')));
+  const edgeLayer = s('g', { id: 'edges' });
+  const nodeLayer = s('g', { id: 'nodes' });
+  svg.append(edgeLayer, nodeLayer, s('g', { id: 'flows' }));
+
+  const n = { ...legacyInfo(), name: 'legacy', kind: 'legacy', ...MONOLITH };
+  state.nodes.set('legacy', n);
+  nodeLayer.append(s('g', { class: 'clients', id: 'clients' },
+    s('circle', { class: 'person', cx: CLIENTS_X, cy: n.y - 16, r: 7 }),
+    s('path', { class: 'person', d: `M${CLIENTS_X - 13} ${n.y + 8} q13 -18 26 0` }),
+    s('text', { x: CLIENTS_X, y: n.y + 28, 'text-anchor': 'middle' }, 'clients')));
+  addEdge(edgeLayer, { from: 'clients', to: 'legacy', kind: 'http' });
+  nodeLayer.append(drawMonolithDb(n), drawMonolithNode(n));
+  if (state.stats) applyStats(state.stats);
+  applyMonolith();
+}
+
+function drawMonolithNode(n) {
+  const left = n.x - n.w / 2;
+  const top = n.y - n.h / 2;
+  const g = s('g', { id: 'node-legacy', class: 'node legacy monolith unknown', tabindex: 0, role: 'button', 'aria-label': 'legacy: details' });
+  g.append(
+    s('rect', { class: 'ring', x: left - 4, y: top - 4, width: n.w + 8, height: n.h + 8, rx: 17 }),
+    s('rect', { class: 'box', x: left, y: top, width: n.w, height: n.h, rx: 14 }),
+    s('circle', { class: 'health', cx: left + 18, cy: top + 24, r: 5 }),
+    s('text', { class: 'name', x: left + 32, y: top + 29 }, 'legacy'),
+    s('text', { class: 'kind', x: left + n.w - 16, y: top + 29, 'text-anchor': 'end' }, 'one deployable'),
+    s('text', { class: 'mono-sub', x: left + 18, y: top + 52 }, 'one program in one process: every route, every module'),
+  );
+  const ml = left + 18;
+  const mw = n.w - 36;
+  const mh = 96;
+  LEGACY_ROUTES.forEach((r, i) => {
+    const my = top + 70 + i * 128;
+    g.append(s('g', { class: 'module', dataset: { route: r.route } },
+      s('rect', { class: 'module-box', x: ml, y: my, width: mw, height: mh, rx: 9 }),
+      s('text', { class: 'module-name', x: ml + 14, y: my + 25 }, `${r.module} module`),
+      s('text', { class: 'module-route', x: ml + mw - 14, y: my + 25, 'text-anchor': 'end' }, r.route),
+      s('text', { class: 'module-state', x: ml + 14, y: my + 52 }, '…'),
+      s('text', { class: 'module-note', x: ml + 14, y: my + 74 }, `reads and writes ${r.table}, and joins the other tables`)));
+  });
+  // Between the modules: a function call, inside one transaction.
+  const gapTop = top + 70 + mh;
+  const gapBottom = top + 70 + 128;
+  g.append(
+    s('line', { class: 'call', x1: ml + 40, y1: gapTop + 3, x2: ml + 40, y2: gapBottom - 3 }),
+    s('text', { class: 'call-label', x: ml + 52, y: (gapTop + gapBottom) / 2 + 4 }, 'a function call, in the same transaction'),
+  );
+  // What the modules share, and so cannot change alone.
+  const shared = ['one build', 'one deploy', 'one schema', 'one scale'];
+  const pw = (mw - 3 * 8) / shared.length;
+  const py = top + 70 + 128 + mh + 16;
+  shared.forEach((label, i) => {
+    const x = ml + i * (pw + 8);
+    g.append(
+      s('rect', { class: 'mono-pill', x, y: py, width: pw, height: 22, rx: 11 }),
+      s('text', { class: 'mono-pill-text', x: x + pw / 2, y: py + 15, 'text-anchor': 'middle' }, label));
+  });
+  g.append(s('text', { class: 'meta', x: left + 18, y: top + n.h - 14 }, kindLabel('legacy')));
+  g.append(s('g', { class: 'badges' }));
+  n.el = g;
+  n.meta = g.querySelector('.meta');
+  n.badges = g.querySelector('.badges');
+  n.ring = g.querySelector('.ring');
+  g.addEventListener('click', () => selectNode('legacy'));
+  g.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' || ev.key === ' ') {
+      ev.preventDefault();
+      selectNode('legacy');
+    }
+  });
+  return g;
+}
+
+// drawMonolithDb draws the one database, with a row per table and the
+// module that writes it tied to it: every module reaches into the same store.
+function drawMonolithDb(n) {
+  const { cx, top, w, h: height, ry } = MONO_DB;
+  const rx = w / 2;
+  const label = String(n.database || 'legacy.db').replace(/\s*\(.*\)$/, '');
+  const g = s('g', { class: 'db monolith-db', id: 'db-legacy' },
+    s('title', {}, `legacy's one database, shared by every module: ${n.database || 'legacy.db'}`),
+    s('path', { class: 'cyl', d: `M${cx - rx} ${top} v${height} a${rx} ${ry} 0 0 0 ${w} 0 v${-height}` }),
+    s('ellipse', { class: 'cyl-top', cx, cy: top, rx, ry }),
+    s('text', { class: 'mono-db-name', x: cx, y: top + ry + 24, 'text-anchor': 'middle' }, label));
+  const boxRight = n.x + n.w / 2;
+  LEGACY_ROUTES.forEach((r, i) => {
+    const y = top + 64 + i * 66;
+    const x = cx - rx + 14;
+    const rw = w - 28;
+    // The module's tie to its table, and the other module's join into it.
+    const moduleY = n.y - n.h / 2 + 70 + i * 128 + 48;
+    g.append(
+      s('line', { class: 'tie', x1: boxRight - 18, y1: moduleY, x2: x, y2: y + 22 }),
+      s('line', { class: 'tie join', x1: boxRight - 18, y1: n.y - n.h / 2 + 70 + (1 - i) * 128 + 48, x2: x, y2: y + 30 }),
+      s('rect', { class: 'table-row', dataset: { table: r.table }, x, y, width: rw, height: 50, rx: 7 }),
+      s('text', { class: 'table-name', x: x + 12, y: y + 21 }, r.table),
+      s('text', { class: 'table-count', id: `legacy-${r.table}`, x: x + rw - 12, y: y + 21, 'text-anchor': 'end' }, '…'),
+      s('text', { class: 'table-note', id: `legacy-${r.table}-note`, x: x + 12, y: y + 39 }, ''));
+  });
+  g.append(
+    s('text', { class: 'mono-caption', x: cx, y: top + height + ry + 22, 'text-anchor': 'middle' }, 'one database, shared by every module'),
+    s('text', { class: 'mono-caption faint', id: 'legacy-handovers', x: cx, y: top + height + ry + 42, 'text-anchor': 'middle' }, ''),
+    s('text', { class: 'mono-caption bad', id: 'legacy-error', x: cx, y: top + height + ry + 62, 'text-anchor': 'middle' }, ''));
+  return g;
+}
+
+// legacyMoved says whether a route of the monolith has moved to its
+// service: the facade says so, or else the monolith's own record of its
+// handovers; undefined while neither has answered.
+function legacyMoved(r) {
+  const f = state.facade.routes.find((x) => x.route === r.route);
+  if (f) return f.target === f.service;
+  const st = state.legacy.stats;
+  if (st) return (st.handovers || []).some((hd) => hd.service === r.service);
+  return undefined;
+}
+
+// applyMonolith shows, on the Monolith's picture, which routes it still
+// serves and the figures of its database.
+function applyMonolith() {
+  if (state.drawn !== 'monolith' || !$('#node-legacy')) return;
+  const st = state.legacy.stats;
+  for (const r of LEGACY_ROUTES) {
+    const moved = legacyMoved(r);
+    const mod = $(`#node-legacy .module[data-route="${r.route}"]`);
+    mod.classList.toggle('moved', moved === true);
+    mod.classList.toggle('served', moved === false);
+    setText(mod.querySelector('.module-state'), moved === undefined ? 'asking the facade…'
+      : moved ? `moved to ${r.service}: the facade sends ${r.route} there` : `served here: the facade sends ${r.route} to it`);
+    setText(`#legacy-${r.table}`, st ? fmtInt(st[r.table]) : '–');
+    setText(`#legacy-${r.table}-note`, moved ? `handed over to ${r.service}; read-only here` : `written by the ${r.module} module`);
+    $(`#db-legacy .table-row[data-table="${r.table}"]`).classList.toggle('moved', moved === true);
+  }
+  const handovers = (st && st.handovers) || [];
+  setText('#legacy-handovers', !st ? '' : handovers.length
+    ? `handed over: ${handovers.map((hd) => `${hd.domain} → ${hd.service}${hd.handed_at ? ` (${ago(hd.handed_at)})` : ''}`).join(', ')}`
+    : 'nothing handed over yet');
+  setText('#legacy-error', state.legacy.error ? `legacy is not answering: ${state.legacy.error}` : '');
+}
+
+async function refreshLegacy() {
+  const l = state.legacy;
+  if (l.inflight || !state.token) return;
+  l.inflight = true;
+  try {
+    l.stats = await api('GET', '/api/v1/console/legacy');
+    l.error = '';
+  } catch (err) {
+    if (err instanceof AuthError) return;
+    l.stats = null;
+    l.error = err.message;
+  } finally {
+    l.inflight = false;
+  }
+  applyMonolith();
+}
+
+// ---------------------------------------------------------------- migration
+
+// The traffic split is measured over this long: the facade counts requests
+// since the gateway started, and the page takes the difference.
+const SPLIT_WINDOW_MS = 10000;
+
+async function refreshFacade() {
+  const f = state.facade;
+  if (f.inflight || !state.token) return;
+  f.inflight = true;
+  const asked = ++f.asked;
+  try {
+    const res = await api('GET', '/api/v1/admin/facade');
+    // An answer to a question asked before a move finished is older than
+    // what the move answered.
+    if (asked < f.fresh) return;
+    f.routes = (res && res.routes) || [];
+    f.error = '';
+    sampleFacade(f.routes);
+  } catch (err) {
+    if (err instanceof AuthError) return;
+    f.error = err.message;
+  } finally {
+    f.inflight = false;
+  }
+  renderFacade();
+  applyMonolith();
+}
+
+// sampleFacade keeps, per route, the request counts of the last window of
+// polls, and the newest one before it as the window's start.
+function sampleFacade(routes) {
+  const now = performance.now();
+  for (const r of routes) {
+    const req = r.requests || {};
+    const sample = { t: now, legacy: num(req.legacy), service: num(req[r.service]) };
+    let list = state.facade.samples.get(r.route) || [];
+    const last = list[list.length - 1];
+    // Counts that went down: the gateway restarted, and counts from zero.
+    if (last && (sample.legacy < last.legacy || sample.service < last.service)) list = [];
+    list.push(sample);
+    while (list.length > 2 && now - list[1].t >= SPLIT_WINDOW_MS) list.shift();
+    state.facade.samples.set(r.route, list);
+  }
+}
+
+// facadeSplit is where a route's requests went over the window: null until
+// two polls have been seen.
+function facadeSplit(route) {
+  const list = state.facade.samples.get(route) || [];
+  if (list.length < 2) return null;
+  const a = list[0];
+  const b = list[list.length - 1];
+  const legacy = b.legacy - a.legacy;
+  const service = b.service - a.service;
+  return { legacy, service, total: legacy + service, secs: Math.max((b.t - a.t) / 1000, 0.001) };
+}
+
+function renderFacade() {
+  const f = state.facade;
+  const body = $('#facade-rows');
+  setText('#facade-error', f.error && f.routes.length ? `Not up to date: ${f.error}` : '');
+  if (!f.routes.length) {
+    const text = f.error ? `The facade is not answering: ${f.error}` : 'asking the facade…';
+    if (body.textContent !== text) body.replaceChildren(h('tr', { class: 'facade-empty' }, h('td', { colspan: 5, class: 'muted', text })));
+    return;
+  }
+  drawFacadeDiagram(f.routes);
+  updateFacadeDiagram(f.routes);
+  // The rows stay and change in place: a button replaced under the mouse
+  // would lose its click.
+  const empty = body.querySelector('.facade-empty');
+  if (empty) empty.remove();
+  for (const r of f.routes) {
+    let tr = [...body.rows].find((row) => row.dataset.route === r.route);
+    if (!tr) {
+      tr = facadeRow(r);
+      body.append(tr);
+    }
+    updateFacadeRow(tr, r);
+  }
+}
+
+// The facade's picture: the clients, the gateway as the facade, and where
+// each old route goes, the monolith or its service, drawn as thick as its
+// share of the route's traffic.
+const FACADE_PIC = { clientsX: 40, facade: { x: 250, w: 190, h: 70 }, dest: { x: 740, w: 200, h: 40 }, y: 107 };
+
+// drawFacadeDiagram draws the picture for routes, once per set of routes;
+// updateFacadeDiagram moves the traffic on it.
+function drawFacadeDiagram(routes) {
+  const svg = $('#facade-diagram');
+  const sig = JSON.stringify(routes.map((r) => [r.route, r.service]));
+  if (svg.dataset.sig === sig) return;
+  svg.dataset.sig = sig;
+  const { clientsX, facade, dest, y } = FACADE_PIC;
+  const services = [...new Set(routes.map((r) => r.service))];
+  const names = ['legacy', ...services];
+  const step = (214 - 20 - dest.h) / Math.max(names.length - 1, 1);
+  const destY = new Map(names.map((name, i) => [name, 10 + dest.h / 2 + i * step]));
+  const box = (cls, cx, cy, w, hgt, title, sub) => s('g', { class: `fd-box ${cls}` },
+    s('rect', { x: cx - w / 2, y: cy - hgt / 2, width: w, height: hgt, rx: 9 }),
+    s('text', { class: 'fd-name', x: cx - w / 2 + 14, y: cy + (sub ? -4 : 5) }, title),
+    sub && s('text', { class: 'fd-sub', x: cx - w / 2 + 14, y: cy + 13 }, sub));
+  const lines = s('g', {});
+  const labels = s('g', {}); // above every line, to stay readable
+  const right = facade.x + facade.w / 2;
+  const left = dest.x - dest.w / 2 - 3;
+  routes.forEach((r, i) => {
+    const sy = y - 15 * (routes.length - 1) + i * 30;
+    for (const target of ['legacy', r.service]) {
+      const ty = destY.get(target) + (target === 'legacy' ? (i - (routes.length - 1) / 2) * 8 : 0);
+      const mid = (right + left) / 2;
+      lines.append(s('path', {
+        class: `fd-route ${target === 'legacy' ? 'to-legacy' : 'to-service'}`,
+        dataset: { route: r.route, target },
+        d: `M${right} ${sy} C${mid} ${sy}, ${mid} ${ty}, ${left} ${ty}`,
+      }));
+    }
+    labels.append(s('text', { class: 'fd-label', x: right + 10, y: sy - 7 }, r.route));
+  });
+  svg.replaceChildren(
+    s('defs', {}, marker('fd-arrow', 'var(--http)')),
+    s('g', { class: 'clients' },
+      s('circle', { class: 'person', cx: clientsX, cy: y - 16, r: 7 }),
+      s('path', { class: 'person', d: `M${clientsX - 13} ${y + 8} q13 -18 26 0` }),
+      s('text', { x: clientsX, y: y + 28, 'text-anchor': 'middle' }, 'clients')),
+    s('path', { class: 'fd-in', d: `M${clientsX + 18} ${y} L${facade.x - facade.w / 2 - 3} ${y}`, 'marker-end': 'url(#fd-arrow)' }),
+    lines,
+    labels,
+    box('fd-facade', facade.x, y, facade.w, facade.h, 'gateway', 'the strangler-fig facade'),
+    ...names.map((name) => box(name === 'legacy' ? 'fd-legacy' : 'fd-service', dest.x, destY.get(name), dest.w, dest.h,
+      name, name === 'legacy' ? 'the monolith' : 'the new owner')));
+}
+
+function updateFacadeDiagram(routes) {
+  const svg = $('#facade-diagram');
+  for (const r of routes) {
+    const sp = facadeSplit(r.route);
+    const share = { legacy: 0, [r.service]: 0 };
+    if (sp && sp.total) {
+      share.legacy = sp.legacy / sp.total;
+      share[r.service] = sp.service / sp.total;
+    }
+    for (const path of svg.querySelectorAll('path.fd-route')) {
+      if (path.dataset.route !== r.route) continue;
+      const target = path.dataset.target;
+      path.classList.toggle('current', r.target === target);
+      path.classList.toggle('flowing', share[target] > 0);
+      path.style.strokeWidth = `${(1.4 + 6 * share[target]).toFixed(1)}px`;
+    }
+  }
+}
+
+function facadeRow(r) {
+  return h('tr', { dataset: { route: r.route } },
+    h('td', { class: 'f-route' }, h('code', { text: r.route })),
+    h('td', { class: 'f-dest' },
+      h('span', { class: 'dest dest-legacy', text: 'legacy' }),
+      h('span', { class: 'dest-arrow', text: '→' }),
+      h('span', { class: 'dest dest-service', text: r.service })),
+    h('td', { class: 'f-split' },
+      h('div', { class: 'split' }, h('span', { class: 'split-legacy' }), h('span', { class: 'split-service' })),
+      h('div', { class: 'split-label' })),
+    h('td', { class: 'f-copied num' }),
+    h('td', { class: 'f-move' },
+      h('span', { class: 'moved-to' }),
+      h('div', { class: 'f-outcome' })));
+}
+
+function updateFacadeRow(tr, r) {
+  const f = state.facade;
+  const moved = r.target === r.service;
+  const moving = !moved && (f.pending.has(r.route) || Boolean(r.moving));
+  tr.dataset.target = r.target;
+  tr.classList.toggle('moved', moved);
+  tr.classList.toggle('moving', moving);
+  tr.querySelector('.dest-legacy').classList.toggle('current', r.target === 'legacy');
+  tr.querySelector('.dest-service').classList.toggle('current', moved);
+
+  const sp = facadeSplit(r.route);
+  const req = r.requests || {};
+  const bar = tr.querySelector('.split');
+  const share = sp && sp.total ? sp.legacy / sp.total : 0;
+  bar.classList.toggle('idle', !sp || !sp.total);
+  tr.querySelector('.split-legacy').style.width = `${sp && sp.total ? share * 100 : 0}%`;
+  tr.querySelector('.split-service').style.width = `${sp && sp.total ? (1 - share) * 100 : 0}%`;
+  bar.title = `since the gateway started: legacy ${fmtInt(req.legacy)}, ${r.service} ${fmtInt(req[r.service])}`;
+  setText(tr.querySelector('.split-label'), !sp ? 'measuring…'
+    : !sp.total ? `no requests in the last ${Math.round(sp.secs)} s`
+      : `legacy ${Math.round(share * 100)}% · ${r.service} ${Math.round((1 - share) * 100)}% · ${fmtRate(sp.total / sp.secs)}/s`);
+
+  setText(tr.querySelector('.f-copied'), moved || num(r.copied) ? fmtInt(r.copied) : '—');
+
+  const cell = tr.querySelector('.f-move');
+  let button = cell.querySelector('button.move');
+  if (moved) {
+    // A move is one way: no button takes it back.
+    if (button) button.remove();
+  } else if (!button) {
+    button = h('button', { class: 'btn btn-primary btn-small move', type: 'button', onclick: () => moveRoute(r.route, r.service) });
+    cell.prepend(button);
+  }
+  if (button && !moved) {
+    button.disabled = moving;
+    setText(button, moving ? 'moving…' : `Move to ${r.service}`);
+  }
+  setText(cell.querySelector('.moved-to'), moved ? `moved to ${r.service}` : '');
+  const failed = f.failed.get(r.route);
+  const outcome = cell.querySelector('.f-outcome');
+  let text = 'copies its data, then switches';
+  let cls = 'muted';
+  if (moved) {
+    text = `${r.moved_at ? `${ago(r.moved_at)} · ` : ''}${r.service} owns its data now`;
+  } else if (moving) {
+    text = 'copying, then switching: requests wait a moment, none is dropped';
+  } else if (failed || r.error) {
+    text = `The move failed: ${failed || r.error}. The route stays on legacy.`;
+    cls = 'bad';
+  }
+  outcome.className = `f-outcome ${cls}`;
+  setText(outcome, text);
+}
+
+// moveRoute asks the facade to move a route to its service, and shows how
+// it went: the answer comes once the data is copied and the route switched.
+async function moveRoute(route, service) {
+  const f = state.facade;
+  if (f.pending.has(route)) return;
+  f.pending.add(route);
+  f.failed.delete(route);
+  renderFacade();
+  try {
+    const moved = await api('PUT', '/api/v1/admin/facade/routes', { route, target: service });
+    f.fresh = f.asked + 1;
+    const i = f.routes.findIndex((r) => r.route === route);
+    if (moved && i >= 0) f.routes[i] = { ...f.routes[i], ...moved };
+    toast(`${route} moved to ${service}: ${fmtInt(moved && moved.copied)} records copied, and ${service} owns them now.`);
+  } catch (err) {
+    if (!(err instanceof AuthError)) f.failed.set(route, err.message);
+  } finally {
+    f.pending.delete(route);
+    renderFacade();
+    applyMonolith();
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 function wire() {
@@ -1632,6 +2166,9 @@ function wire() {
   $('#saga-mode').addEventListener('change', switchSagaMode);
   $('#saga-mode-pill').addEventListener('click', () => switchTab('sagas'));
   for (const tab of document.querySelectorAll('.tab')) tab.addEventListener('click', () => switchTab(tab.dataset.tab));
+  for (const tab of document.querySelectorAll('.view-tab')) tab.addEventListener('click', () => goView(tab.dataset.view));
+  // Back, forward, or a hash typed in: the hash names the view.
+  window.addEventListener('hashchange', () => { if (state.topology) showView(viewFromHash()); });
   $('#replay-prev').addEventListener('click', () => { pauseReplay(); if (state.replay) replayTo(state.replay.i - 1); });
   $('#replay-next').addEventListener('click', () => { pauseReplay(); if (state.replay) replayTo(state.replay.i + 1); });
   $('#replay-play').addEventListener('click', togglePlay);
