@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/microshop/microshop/internal/config"
 	"github.com/microshop/microshop/internal/discovery"
 	"github.com/microshop/microshop/internal/discovery/etcdtest"
 )
@@ -36,8 +37,8 @@ func TestShopOnEtcd(t *testing.T) {
 			want[name] = []string{strings.TrimPrefix(u, "http://")}
 		}
 	}
-	if len(want) != 7 {
-		t.Fatalf("banner lists %v, want the six services and the gateway", slices.Sorted(maps.Keys(want)))
+	if len(want) != len(config.Services)-1 {
+		t.Fatalf("banner lists %v, want every service but the built-in registry (%v)", slices.Sorted(maps.Keys(want)), config.Services)
 	}
 	inEtcd := func() map[string][]string { return instancesIn(t, srv, "/shop/services/") }
 	waitFor(t, 10*time.Second, "every instance in etcd", func() bool { return equalListing(inEtcd(), want) })
@@ -83,8 +84,8 @@ func TestShopOnEtcd(t *testing.T) {
 		}
 	}
 	c.must(200, "GET", "/api/v1/admin/faults", admin, nil).json(t, &faults)
-	if len(faults.Items) != 6 {
-		t.Errorf("fault listing has %d instances, want the six services' from etcd: %+v", len(faults.Items), faults.Items)
+	if len(faults.Items) != len(config.BusinessServices) {
+		t.Errorf("fault listing has %d instances, want one of each of %v from etcd: %+v", len(faults.Items), config.BusinessServices, faults.Items)
 	}
 
 	// Down, payments stops renewing its lease, as a dead process would:

@@ -31,7 +31,7 @@ type shop struct {
 	acc   *accounts
 }
 
-func newShop(t *testing.T) *shop {
+func newShop(t testing.TB) *shop {
 	t.Helper()
 	acc := &accounts{}
 	mux, store := routesWith(t, acc)
@@ -44,7 +44,7 @@ func (s *shop) do(t *testing.T, p *auth.Principal, method, target, body string) 
 }
 
 // counts are the monolith's figures, straight from its store.
-func (s *shop) counts(t *testing.T) (customers, orders int) {
+func (s *shop) counts(t testing.TB) (customers, orders int) {
 	t.Helper()
 	st, err := s.store.Stats(context.Background())
 	if err != nil {

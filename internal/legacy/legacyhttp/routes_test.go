@@ -48,7 +48,7 @@ func (catalog) Product(_ context.Context, id string) (legacy.Product, error) {
 // routesWith is the legacy mux as the shop builds it, over a real SQLite
 // store with the migrations applied: the service's routes, and the
 // resilience and fault admin routes every data-owning service gets.
-func routesWith(t *testing.T, acc legacy.Accounts) (*http.ServeMux, *legacydb.Store) {
+func routesWith(t testing.TB, acc legacy.Accounts) (*http.ServeMux, *legacydb.Store) {
 	t.Helper()
 	store := legacydb.New(sqldbtest.Open(t, "legacy", legacydb.Migrations))
 	mux := legacyhttp.Routes(legacy.NewService(store, acc, catalog{}))
