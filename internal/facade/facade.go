@@ -358,7 +358,8 @@ func (f *Facade) Move(ctx context.Context, path, target string) (RouteState, err
 	r.mu.Lock()
 	r.moving, r.lastErr = true, ""
 	r.mu.Unlock()
-	copied, err := f.move(ctx, r)
+	began := time.Now()
+	copied, paused, err := f.move(ctx, r)
 	r.mu.Lock()
 	r.moving = false
 	if err != nil {
@@ -373,32 +374,38 @@ func (f *Facade) Move(ctx context.Context, path, target string) (RouteState, err
 		return RouteState{}, err
 	}
 	f.moves.WithLabelValues(path, "moved").Inc()
-	f.log.InfoContext(ctx, "legacy route moved", slog.String("route", path), slog.String("service", r.Service), slog.Int("copied", copied))
+	f.log.InfoContext(ctx, "legacy route moved", slog.String("route", path), slog.String("service", r.Service), slog.Int("copied", copied),
+		slog.Duration("took", time.Since(began)), slog.Duration("paused", paused))
 	return f.state(r), nil
 }
 
 // move runs the steps of the package comment for r, and says how many
-// records it copied.
-func (f *Facade) move(ctx context.Context, r *route) (int, error) {
+// records it copied and how long the route was paused: how long a request
+// that came meanwhile waited, at most.
+func (f *Facade) move(ctx context.Context, r *route) (copied int, paused time.Duration, err error) {
 	// 1. Copy while the monolith keeps serving.
 	first, cursor, err := f.copyData(ctx, r, 0)
 	if err != nil {
-		return 0, fmt.Errorf("copying %s to %s: %w", r.Domain, r.Service, err)
+		return 0, 0, fmt.Errorf("copying %s to %s: %w", r.Domain, r.Service, err)
 	}
 	// 2. Pause the route: wait for the requests in flight to end.
+	pausedAt := time.Now()
 	r.gate.Lock()
-	defer r.gate.Unlock()
+	defer func() {
+		r.gate.Unlock()
+		paused = time.Since(pausedAt)
+	}()
 	// 3. Copy what they wrote since.
 	rest, cursor, err := f.copyData(ctx, r, cursor)
 	if err != nil {
-		return 0, fmt.Errorf("copying the last changes of %s to %s: %w", r.Domain, r.Service, err)
+		return 0, 0, fmt.Errorf("copying the last changes of %s to %s: %w", r.Domain, r.Service, err)
 	}
 	// 4. The monolith hands the data over. If this fails, the route stays
 	// on the monolith; should the monolith have recorded it all the same
-	// (an answer lost), it refuses the route's requests until the next
-	// sync sees the handover and switches the route.
+	// (an answer lost), it refuses the route's requests (and the facade
+	// follows its 410 to the service) until a sync sees the handover.
 	if err := f.handOver(ctx, r); err != nil {
-		return 0, fmt.Errorf("handing %s over to %s: %w", r.Domain, r.Service, err)
+		return 0, 0, fmt.Errorf("handing %s over to %s: %w", r.Domain, r.Service, err)
 	}
 	// Once handed over, the monolith refuses the domain's writes, so a copy
 	// now is final even for a write that reached it some other way (another
@@ -417,7 +424,7 @@ func (f *Facade) move(ctx context.Context, r *route) (int, error) {
 	// 5. Switch.
 	service := r.Service
 	r.target.Store(&service)
-	return first + rest + last, nil
+	return first + rest + last, 0, nil
 }
 
 // handover is the monolith's record that it gave a domain to a service.
