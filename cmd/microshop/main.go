@@ -40,7 +40,7 @@ func main() {
 }
 
 func exitCode(err error) int {
-	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) {
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) || errors.Is(err, errNotAsked) {
 		return 2
 	}
 	return 1
@@ -56,6 +56,8 @@ Usage:
                                        and restart any that crashes
   microshop serve --services=a,b       start only the named services
   microshop load --target URL          send shoppers to a running shop, and report
+  microshop audit --target URL         check a running shop's invariants across its
+                                       services; exit 1 if any fails
   microshop help                       show this help
 
 Services: %s.
@@ -77,6 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args[1:], getenv, stdout, stderr)
 	case "load":
 		return loadTraffic(ctx, args[1:], getenv, stdout, stderr)
+	case "audit":
+		return auditShop(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintf(stdout, usage, strings.Join(config.Services, ", "))
 		return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -84,7 +85,7 @@ func cleanShop(t *testing.T) audit.Snapshot {
 
 var cleanCounts = audit.Counts{Orders: 4, Completed: 1, Cancelled: 2, Pending: 1}
 
-var checkNames = []string{"orders_end", "completed_orders", "cancelled_orders", "no_double_charge", "no_unexpected_effects", "stock_ledger"}
+var checkNames = []string{"orders_end", "completed_orders", "cancelled_orders", "no_double_charge", "no_unexpected_effects", "stock_ledger", "no_duplicated_orders"}
 
 func TestACleanShopPassesEveryCheck(t *testing.T) {
 	rep := audit.Run(cleanShop(t), now, grace)
@@ -149,27 +150,28 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 		breakIt func(s *audit.Snapshot)
 		failing []string
 		counts  func(c *audit.Counts)
-		culprit string // must appear in a failing check's detail
+		stock   []audit.ProductMismatch // the products listed as off, none if nil
+		culprit string                  // must appear in a failing check's detail
 	}{
 		{
 			name:    "completed without capture",
 			breakIt: func(s *audit.Snapshot) { payment(s, "o1").Status = "DECLINED" },
 			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
 			culprit: "o1",
 		},
 		{
 			name:    "completed with no payment at all",
 			breakIt: func(s *audit.Snapshot) { s.Payments = slices.Delete(s.Payments, 0, 1) },
 			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
 			culprit: "o1",
 		},
 		{
 			name:    "completed with its capture refunded",
 			breakIt: func(s *audit.Snapshot) { payment(s, "o1").Status = "REFUNDED" },
 			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
 			culprit: "o1",
 		},
 		{
@@ -178,7 +180,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				s.Payments = append(s.Payments, audit.Payment{ID: "pay1b", OrderID: "o1", AmountCents: 2000, Status: "CAPTURED"})
 			},
 			failing: []string{"completed_orders", "no_double_charge"},
-			counts:  func(c *audit.Counts) { c.BadCompleted, c.DoubleCharged = 1, 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.DoubleCharged, c.UnexpectedOrders = 1, 1, 1 },
 			culprit: "o1",
 		},
 		{
@@ -188,7 +190,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				s.Payments = append(s.Payments, audit.Payment{ID: "pay1b", OrderID: "o1", AmountCents: 1000, Status: "CAPTURED"})
 			},
 			failing: []string{"completed_orders", "no_double_charge"},
-			counts:  func(c *audit.Counts) { c.BadCompleted, c.DoubleCharged = 1, 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.DoubleCharged, c.UnexpectedOrders = 1, 1, 1 },
 			culprit: "captures=2",
 		},
 		{
@@ -197,14 +199,14 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				s.Payments = append(s.Payments, audit.Payment{ID: "pay2b", OrderID: "o2", AmountCents: 500, Status: "CAPTURED"})
 			},
 			failing: []string{"cancelled_orders"},
-			counts:  func(c *audit.Counts) { c.BadCancelled = 1 },
+			counts:  func(c *audit.Counts) { c.BadCancelled, c.UnexpectedOrders = 1, 1 },
 			culprit: "net_charge=500",
 		},
 		{
 			name:    "completed with amount not the total",
 			breakIt: func(s *audit.Snapshot) { payment(s, "o1").AmountCents = 1999 },
 			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
 			culprit: "amount=1999/2000",
 		},
 		{
@@ -215,7 +217,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				p1.Reserved, p1.Sold = 2, 0 // the ledger agrees, so only the order is wrong
 			},
 			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
 			culprit: "reservation=RESERVED",
 		},
 		{
@@ -226,21 +228,21 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				p1.Available, p1.Sold = 10, 0
 			},
 			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
 			culprit: "o1",
 		},
 		{
 			name:    "completed without shipment",
 			breakIt: func(s *audit.Snapshot) { s.Shipments = nil },
 			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
 			culprit: "shipments=0",
 		},
 		{
 			name:    "completed with its shipment cancelled",
 			breakIt: func(s *audit.Snapshot) { s.Shipments[0].Status = "CANCELLED" },
 			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
 			culprit: "shipments=0",
 		},
 		{
@@ -248,15 +250,15 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 			breakIt: func(s *audit.Snapshot) {
 				s.Shipments = append(s.Shipments, audit.Shipment{ID: "s1b", OrderID: "o1", Status: "SCHEDULED"})
 			},
-			failing: []string{"completed_orders"},
-			counts:  func(c *audit.Counts) { c.BadCompleted = 1 },
+			failing: []string{"completed_orders", "no_duplicated_orders"},
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders, c.Duplicated = 1, 1, 1 },
 			culprit: "shipments=2",
 		},
 		{
 			name:    "cancelled with a capture not refunded",
 			breakIt: func(s *audit.Snapshot) { payment(s, "o2").Status = "CAPTURED" },
 			failing: []string{"cancelled_orders"},
-			counts:  func(c *audit.Counts) { c.BadCancelled = 1 },
+			counts:  func(c *audit.Counts) { c.BadCancelled, c.UnexpectedOrders = 1, 1 },
 			culprit: "net_charge=500",
 		},
 		{
@@ -267,7 +269,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				p2.Available, p2.Reserved = 2, 3
 			},
 			failing: []string{"cancelled_orders"},
-			counts:  func(c *audit.Counts) { c.BadCancelled = 1 },
+			counts:  func(c *audit.Counts) { c.BadCancelled, c.UnexpectedOrders = 1, 1 },
 			culprit: "reservation=RESERVED",
 		},
 		{
@@ -278,7 +280,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				p2.Available, p2.Sold = 2, 1
 			},
 			failing: []string{"cancelled_orders"},
-			counts:  func(c *audit.Counts) { c.BadCancelled = 1 },
+			counts:  func(c *audit.Counts) { c.BadCancelled, c.UnexpectedOrders = 1, 1 },
 			culprit: "reservation=COMMITTED",
 		},
 		{
@@ -287,7 +289,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				s.Shipments = append(s.Shipments, audit.Shipment{ID: "s2", OrderID: "o2", Status: "SCHEDULED"})
 			},
 			failing: []string{"cancelled_orders"},
-			counts:  func(c *audit.Counts) { c.BadCancelled = 1 },
+			counts:  func(c *audit.Counts) { c.BadCancelled, c.UnexpectedOrders = 1, 1 },
 			culprit: "shipments=1",
 		},
 		{
@@ -296,7 +298,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				s.Payments = append(s.Payments, audit.Payment{ID: "pay9", OrderID: "ghost", AmountCents: 100, Status: "CAPTURED"})
 			},
 			failing: []string{"no_unexpected_effects"},
-			counts:  func(c *audit.Counts) { c.Unexpected = 1 },
+			counts:  func(c *audit.Counts) { c.Unexpected, c.Lost = 1, 1 },
 			culprit: "payment for ghost",
 		},
 		{
@@ -307,7 +309,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				p1.Available, p1.Reserved = 7, 1
 			},
 			failing: []string{"no_unexpected_effects"},
-			counts:  func(c *audit.Counts) { c.Unexpected = 1 },
+			counts:  func(c *audit.Counts) { c.Unexpected, c.Lost = 1, 1 },
 			culprit: "reservation for ghost",
 		},
 		{
@@ -316,7 +318,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 				s.Shipments = append(s.Shipments, audit.Shipment{ID: "s9", OrderID: "ghost", Status: "SCHEDULED"})
 			},
 			failing: []string{"no_unexpected_effects"},
-			counts:  func(c *audit.Counts) { c.Unexpected = 1 },
+			counts:  func(c *audit.Counts) { c.Unexpected, c.Lost = 1, 1 },
 			culprit: "shipment for ghost",
 		},
 		{
@@ -324,6 +326,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 			breakIt: func(s *audit.Snapshot) { stock(s, "p1").Available = 9 },
 			failing: []string{"stock_ledger"},
 			counts:  func(c *audit.Counts) { c.StockMismatch = 1 },
+			stock:   []audit.ProductMismatch{{ProductID: "p1", Detail: "available 9 + reserved 0 + sold 2 != supplied 10"}},
 			culprit: "p1: available 9",
 		},
 		{
@@ -334,7 +337,8 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 			},
 			failing: []string{"stock_ledger"},
 			counts:  func(c *audit.Counts) { c.StockMismatch = 1 },
-			culprit: "p1 has a negative figure",
+			stock:   []audit.ProductMismatch{{ProductID: "p1", Detail: "a negative figure: available -1, reserved 0, sold 2"}},
+			culprit: "p1: a negative figure",
 		},
 		{
 			name: "reserved figure not matching the reservations",
@@ -344,6 +348,7 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 			},
 			failing: []string{"stock_ledger"},
 			counts:  func(c *audit.Counts) { c.StockMismatch = 1 },
+			stock:   []audit.ProductMismatch{{ProductID: "p2", Detail: "reserved 1 and sold 0, reservations say 2 and 0"}},
 			culprit: "p2: reserved 1",
 		},
 		{
@@ -354,13 +359,14 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 			},
 			failing: []string{"stock_ledger"},
 			counts:  func(c *audit.Counts) { c.StockMismatch = 1 },
+			stock:   []audit.ProductMismatch{{ProductID: "p1", Detail: "reserved 0 and sold 3, reservations say 0 and 2"}},
 			culprit: "sold 3",
 		},
 		{
 			name:    "pending order older than the grace",
 			breakIt: func(s *audit.Snapshot) { s.Orders[3].CreatedAt = now.Add(-grace - time.Second) },
 			failing: []string{"orders_end"},
-			counts:  func(c *audit.Counts) { c.Stuck = 1 },
+			counts:  func(c *audit.Counts) { c.Stuck, c.Lost = 1, 1 },
 			culprit: "o4",
 		},
 		{
@@ -372,8 +378,110 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 			name:    "order in an intermediate status older than the grace",
 			breakIt: func(s *audit.Snapshot) { s.Orders[3].Status, s.Orders[3].CreatedAt = "PAID", now.Add(-time.Hour) },
 			failing: []string{"orders_end"},
-			counts:  func(c *audit.Counts) { c.Stuck = 1 },
+			counts:  func(c *audit.Counts) { c.Stuck, c.Lost = 1, 1 },
 			culprit: "o4",
+		},
+		{
+			name: "order in flight shipped twice",
+			breakIt: func(s *audit.Snapshot) {
+				s.Shipments = append(s.Shipments,
+					audit.Shipment{ID: "s4", OrderID: "o4", Status: "SCHEDULED"},
+					audit.Shipment{ID: "s4b", OrderID: "o4", Status: "SCHEDULED"})
+			},
+			failing: []string{"no_duplicated_orders"},
+			counts:  func(c *audit.Counts) { c.Duplicated = 1 },
+			culprit: "o4 (2 shipments scheduled)",
+		},
+		{
+			name: "order in flight with a second shipment cancelled: one goes out",
+			breakIt: func(s *audit.Snapshot) {
+				s.Shipments = append(s.Shipments,
+					audit.Shipment{ID: "s4", OrderID: "o4", Status: "SCHEDULED"},
+					audit.Shipment{ID: "s4b", OrderID: "o4", Status: "CANCELLED"})
+			},
+			counts: func(*audit.Counts) {},
+		},
+		{
+			name: "order in flight with its stock committed twice",
+			breakIt: func(s *audit.Snapshot) {
+				setReservation(s, "o4", "COMMITTED")
+				s.Reservations = append(s.Reservations, reservation(t, "o4", "COMMITTED", item("p2", 2)))
+				p2 := stock(s, "p2")
+				p2.Available, p2.Reserved, p2.Sold = 1, 0, 4 // the ledger agrees with both
+			},
+			failing: []string{"no_duplicated_orders"},
+			counts:  func(c *audit.Counts) { c.Duplicated = 1 },
+			culprit: "o4 (2 reservations committed)",
+		},
+		{
+			name: "completed with its stock committed twice",
+			breakIt: func(s *audit.Snapshot) {
+				s.Reservations = append(s.Reservations, reservation(t, "o1", "COMMITTED", item("p1", 2)))
+				p1 := stock(s, "p1")
+				p1.Available, p1.Sold = 6, 4
+			},
+			failing: []string{"completed_orders", "no_duplicated_orders"},
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders, c.Duplicated = 1, 1, 1 },
+			culprit: "reservation=COMMITTED,COMMITTED",
+		},
+		{
+			name: "an unknown order acted on by every service is one lost order",
+			breakIt: func(s *audit.Snapshot) {
+				s.Payments = append(s.Payments, audit.Payment{ID: "pay9", OrderID: "ghost", AmountCents: 100, Status: "DECLINED"})
+				s.Reservations = append(s.Reservations, reservation(t, "ghost", "COMMITTED", item("p1", 1)))
+				s.Shipments = append(s.Shipments, audit.Shipment{ID: "s9", OrderID: "ghost", Status: "SCHEDULED"})
+				p1 := stock(s, "p1")
+				p1.Available, p1.Sold = 7, 3
+			},
+			failing: []string{"no_unexpected_effects"},
+			counts:  func(c *audit.Counts) { c.Unexpected, c.Lost = 3, 1 },
+			culprit: "reservation for ghost",
+		},
+		{
+			name: "an unknown order's released reservation and cancelled shipment hold nothing",
+			breakIt: func(s *audit.Snapshot) {
+				s.Reservations = append(s.Reservations, reservation(t, "ghost", "RELEASED", item("p1", 1)))
+				s.Shipments = append(s.Shipments, audit.Shipment{ID: "s9", OrderID: "ghost", Status: "CANCELLED"})
+			},
+			counts: func(*audit.Counts) {},
+		},
+		{
+			name: "a stuck order and a gone one are two lost orders",
+			breakIt: func(s *audit.Snapshot) {
+				s.Orders[3].CreatedAt = now.Add(-time.Hour)
+				s.Shipments = append(s.Shipments, audit.Shipment{ID: "s9", OrderID: "ghost", Status: "SCHEDULED"})
+			},
+			failing: []string{"no_unexpected_effects", "orders_end"},
+			counts:  func(c *audit.Counts) { c.Stuck, c.Unexpected, c.Lost = 1, 1, 2 },
+			culprit: "shipment for ghost",
+		},
+		{
+			name: "an order broken three ways is one unexpected order",
+			breakIt: func(s *audit.Snapshot) {
+				payment(s, "o1").AmountCents = 1
+				s.Shipments = nil
+				setReservation(s, "o1", "RELEASED")
+				p1 := stock(s, "p1")
+				p1.Available, p1.Sold = 10, 0
+			},
+			failing: []string{"completed_orders"},
+			counts:  func(c *audit.Counts) { c.BadCompleted, c.UnexpectedOrders = 1, 1 },
+			culprit: "o1 (captures=1 amount=1/2000 reservation=RELEASED shipments=0)",
+		},
+		{
+			name: "stock mismatches listed per product, by id",
+			breakIt: func(s *audit.Snapshot) {
+				s.Stock[0], s.Stock[1] = s.Stock[1], s.Stock[0]
+				stock(s, "p2").Supplied = 6
+				stock(s, "p1").Sold = -1
+			},
+			failing: []string{"stock_ledger"},
+			counts:  func(c *audit.Counts) { c.StockMismatch = 2 },
+			stock: []audit.ProductMismatch{
+				{ProductID: "p1", Detail: "a negative figure: available 8, reserved 0, sold -1"},
+				{ProductID: "p2", Detail: "available 3 + reserved 2 + sold 0 != supplied 6"},
+			},
+			culprit: "2 stock mismatch",
 		},
 	}
 	for _, tc := range tests {
@@ -404,10 +512,66 @@ func TestEachBrokenInvariantFlipsItsCheck(t *testing.T) {
 			if rep.Counts != wantCounts {
 				t.Errorf("counts = %+v, want %+v", rep.Counts, wantCounts)
 			}
+			if wantStock := append([]audit.ProductMismatch{}, tc.stock...); !reflect.DeepEqual(rep.StockMismatches, wantStock) {
+				t.Errorf("stock mismatches = %+v, want %+v", rep.StockMismatches, wantStock)
+			}
+			checkFiguresAgreeWithOK(t, rep)
 			if tc.culprit != "" && !strings.Contains(details, tc.culprit) {
 				t.Errorf("details do not mention %q:\n%s", tc.culprit, details)
 			}
 		})
+	}
+}
+
+// checkFiguresAgreeWithOK holds the report to its promise: OK exactly when
+// every invariant's figure is 0.
+func checkFiguresAgreeWithOK(t *testing.T, rep audit.Report) {
+	t.Helper()
+	zero := true
+	for _, f := range rep.Counts.Figures() {
+		zero = zero && f.Count == 0
+	}
+	if rep.OK != zero {
+		t.Errorf("OK = %v but figures %+v: OK must be true exactly when every figure is 0", rep.OK, rep.Counts.Figures())
+	}
+}
+
+// TestFiguresNameTheInvariants: the figures come in the promised order,
+// each named by its key in the counts' JSON, every count is a number (as
+// clients read them, into one map), and an empty list of stock mismatches
+// is [] in the report, not null.
+func TestFiguresNameTheInvariants(t *testing.T) {
+	rep := audit.Run(cleanShop(t), now, grace)
+	var names, labels []string
+	for _, f := range rep.Counts.Figures() {
+		names, labels = append(names, f.Name), append(labels, f.Label)
+	}
+	wantNames := []string{"lost", "duplicated", "unexpected_orders", "double_charged", "stock_mismatch"}
+	wantLabels := []string{"lost orders", "duplicated orders", "unexpected orders", "double charges", "stock mismatches"}
+	if !slices.Equal(names, wantNames) || !slices.Equal(labels, wantLabels) {
+		t.Errorf("figures %v %v, want %v %v", names, labels, wantNames, wantLabels)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Counts          map[string]int  `json:"counts"`
+		StockMismatches json.RawMessage `json:"stock_mismatches"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("the report %s does not decode with its counts as a map of numbers: %v", b, err)
+	}
+	for _, name := range wantNames {
+		if _, ok := doc.Counts[name]; !ok {
+			t.Errorf("counts JSON %s has no %q", b, name)
+		}
+	}
+	if got := string(doc.StockMismatches); got != "[]" {
+		t.Errorf("stock_mismatches = %s, want []", got)
+	}
+	if empty := audit.Run(audit.Snapshot{}, now, grace); empty.StockMismatches == nil {
+		t.Errorf("an empty shop's stock mismatches are nil, want empty")
 	}
 }
 

@@ -70,7 +70,7 @@ func TestImportedOrdersBreakTheirOwnInvariants(t *testing.T) {
 			name:    "imported still pending",
 			breakIt: func(s *audit.Snapshot) { s.Orders[4].Status = "PENDING" },
 			failing: []string{"orders_end"},
-			counts:  func(c *audit.Counts) { c.Stuck = 1 },
+			counts:  func(c *audit.Counts) { c.Stuck, c.Lost = 1, 1 },
 			culprit: "L1 (imported, PENDING)",
 		},
 		{
@@ -79,7 +79,7 @@ func TestImportedOrdersBreakTheirOwnInvariants(t *testing.T) {
 				s.Orders[4].Status, s.Orders[4].CreatedAt = "CONFIRMED", now.Add(-time.Second)
 			},
 			failing: []string{"orders_end"},
-			counts:  func(c *audit.Counts) { c.Stuck = 1 },
+			counts:  func(c *audit.Counts) { c.Stuck, c.Lost = 1, 1 },
 			culprit: "L1 (imported, CONFIRMED)",
 		},
 		{
@@ -88,7 +88,7 @@ func TestImportedOrdersBreakTheirOwnInvariants(t *testing.T) {
 				s.Payments = append(s.Payments, audit.Payment{ID: "payL", OrderID: "L1", AmountCents: 3000, Status: "CAPTURED"})
 			},
 			failing: []string{"no_unexpected_effects"},
-			counts:  func(c *audit.Counts) { c.Unexpected = 1 },
+			counts:  func(c *audit.Counts) { c.Unexpected, c.UnexpectedOrders = 1, 1 },
 			culprit: "payment for L1",
 		},
 		{
@@ -102,7 +102,7 @@ func TestImportedOrdersBreakTheirOwnInvariants(t *testing.T) {
 				}
 			},
 			failing: []string{"no_unexpected_effects"},
-			counts:  func(c *audit.Counts) { c.Unexpected = 1 },
+			counts:  func(c *audit.Counts) { c.Unexpected, c.UnexpectedOrders = 1, 1 },
 			culprit: "reservation for L2",
 		},
 		{
@@ -111,8 +111,28 @@ func TestImportedOrdersBreakTheirOwnInvariants(t *testing.T) {
 				s.Shipments = append(s.Shipments, audit.Shipment{ID: "sL", OrderID: "L1", Status: "SCHEDULED"})
 			},
 			failing: []string{"no_unexpected_effects"},
-			counts:  func(c *audit.Counts) { c.Unexpected = 1 },
+			counts:  func(c *audit.Counts) { c.Unexpected, c.UnexpectedOrders = 1, 1 },
 			culprit: "shipment for L1",
+		},
+		{
+			name: "imported and shipped twice here",
+			breakIt: func(s *audit.Snapshot) {
+				s.Shipments = append(s.Shipments,
+					audit.Shipment{ID: "sL", OrderID: "L1", Status: "SCHEDULED"},
+					audit.Shipment{ID: "sLb", OrderID: "L1", Status: "SCHEDULED"})
+			},
+			failing: []string{"no_unexpected_effects", "no_duplicated_orders"},
+			counts:  func(c *audit.Counts) { c.Unexpected, c.UnexpectedOrders, c.Duplicated = 2, 1, 1 },
+			culprit: "L1 (2 shipments scheduled)",
+		},
+		{
+			name: "imported with a declined payment here: payments acted on it",
+			breakIt: func(s *audit.Snapshot) {
+				s.Payments = append(s.Payments, audit.Payment{ID: "payL", OrderID: "L2", AmountCents: 100, Status: "DECLINED"})
+			},
+			failing: []string{"no_unexpected_effects"},
+			counts:  func(c *audit.Counts) { c.Unexpected, c.UnexpectedOrders = 1, 1 },
+			culprit: "payment for L2",
 		},
 		{
 			name: "imported with a released reservation and a cancelled shipment: nothing held",
@@ -147,6 +167,7 @@ func TestImportedOrdersBreakTheirOwnInvariants(t *testing.T) {
 			if tc.culprit != "" && !strings.Contains(details, tc.culprit) {
 				t.Errorf("details do not mention %q:\n%s", tc.culprit, details)
 			}
+			checkFiguresAgreeWithOK(t, rep)
 		})
 	}
 }
