@@ -1,11 +1,13 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/microshop/microshop/internal/fail"
@@ -16,26 +18,27 @@ const MaxBodyBytes = 1 << 20
 
 // Decode reads r's body as one JSON value into dst. It refuses a body that is
 // not JSON (415), larger than MaxBodyBytes (413), malformed, carrying unknown
-// fields or trailing data (400), each with a message that says which.
+// fields (exactly: a field named in another case is unknown), a field twice
+// in one object, or trailing data (400), each with a message that says
+// which. What it accepts, any other JSON parser reads the same way.
 func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		return fail.New(fail.Unsupported, "content type must be application/json")
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return decodeError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return decodeError(err)
-		}
 		return fail.New(fail.Malformed, "body must hold a single JSON value")
 	}
-	return nil
+	return checkKeys(data, reflect.TypeOf(dst))
 }
 
 func decodeError(err error) error {

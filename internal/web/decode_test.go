@@ -1,10 +1,12 @@
 package web
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/microshop/microshop/internal/fail"
 )
@@ -77,6 +79,55 @@ func TestStatusRoundTrip(t *testing.T) {
 	for k := fail.Invalid; k <= fail.TooMany; k++ {
 		if got := KindOfStatus(StatusOf(k)); got != k {
 			t.Errorf("KindOfStatus(StatusOf(%v)) = %v", k, got)
+		}
+	}
+}
+
+// Decode reads a body as every other JSON parser would, or refuses it:
+// encoding/json alone takes a field named in another case, and the last of
+// a repeated key.
+func TestDecodeIsStrictAboutKeys(t *testing.T) {
+	type line struct {
+		ProductID string `json:"product_id"`
+		Qty       int    `json:"qty"`
+	}
+	type base struct {
+		ID string `json:"id"`
+	}
+	type body struct {
+		base
+		Name    string                 `json:"name"`
+		Lines   []line                 `json:"lines"`
+		Address *struct{ City string } `json:"address"`
+		Labels  map[string]string      `json:"labels"`
+		Raw     json.RawMessage        `json:"raw"`
+		At      time.Time              `json:"at"`
+		Secret  string                 `json:"-"`
+		Plain   int
+	}
+	for _, c := range []struct {
+		body, refusal string // refusal empty: accepted
+	}{
+		{`{"id":"1","name":"a","lines":[{"product_id":"p","qty":1}],"address":{"City":"L"},"labels":{"Any":"x"},"raw":{"NaMe":1,"x":[1]},"at":"2026-11-26T07:00:00Z","Plain":2}`, ""},
+		{`{"NAME":"a"}`, `unknown field "NAME"`},
+		{`{"Id":"1"}`, `unknown field "Id"`},
+		{`{"lines":[{"product_id":"p","QTY":1}]}`, `unknown field "lines[].QTY"`},
+		{`{"address":{"city":"L"}}`, `unknown field "address.city"`},
+		{`{"plain":1}`, `unknown field "plain"`},
+		{`{"Secret":"x"}`, `unknown field "Secret"`},
+		{`{"name":"a","name":"b"}`, `field "name" appears more than once`},
+		{`{"lines":[{"qty":1,"qty":2}]}`, `field "lines[].qty" appears more than once`},
+		{`{"labels":{"k":"1","k":"2"}}`, `field "labels.k" appears more than once`},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(c.body))
+		r.Header.Set("Content-Type", "application/json")
+		var got body
+		err := Decode(httptest.NewRecorder(), r, &got)
+		switch {
+		case c.refusal == "" && err != nil:
+			t.Errorf("Decode(%s) = %v, want it accepted", c.body, err)
+		case c.refusal != "" && (!fail.Is(err, fail.Malformed) || !strings.Contains(fail.MessageOf(err), c.refusal)):
+			t.Errorf("Decode(%s) = %v, want 400 saying %s", c.body, err, c.refusal)
 		}
 	}
 }
