@@ -25,7 +25,6 @@ package facade
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -575,6 +574,3 @@ func (f *Facade) States() []RouteState {
 	}
 	return out
 }
-
-// errMissing is a copy that found records the service cannot take.
-var errMissing = errors.New("records the service does not know")

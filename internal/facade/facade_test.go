@@ -386,3 +386,19 @@ func TestARouteMovedByAnotherGatewayIsFollowed(t *testing.T) {
 		t.Fatalf("route after following the move: %+v", st)
 	}
 }
+
+// A service that cannot take a record stops the move: the route stays on
+// the monolith, and the admin is told why, as a conflict of data.
+func TestAMoveTheServiceRefusesIsAConflict(t *testing.T) {
+	apis := newShopAPIs()
+	f := newFacade(t, apis, &legacyStub{apis: apis})
+	apis.write(legacyProfile{CustomerID: "u-gone", Name: "n", Email: "gone@example.com"})
+	delete(apis.users, "u-gone") // an account users does not have
+	_, err := f.Move(t.Context(), "/profile", "users")
+	if !fail.Is(err, fail.Conflict) || !strings.Contains(fail.MessageOf(err), "u-gone") {
+		t.Fatalf("move: %v (kind %v), want a conflict naming u-gone", err, fail.KindOf(err))
+	}
+	if st := f.States()[0]; st.Target != Legacy || len(apis.handovers) != 0 {
+		t.Fatalf("after a refused copy: %+v, handovers %v", st, apis.handovers)
+	}
+}

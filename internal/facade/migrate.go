@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/microshop/microshop/internal/fail"
 	"github.com/microshop/microshop/internal/upstream"
 )
 
@@ -109,7 +110,7 @@ func (f *Facade) importProfiles(ctx context.Context, raw []json.RawMessage) (int
 		return 0, err
 	}
 	if len(out.Missing) > 0 {
-		return 0, fmt.Errorf("%w: %d profiles have no account at users (%s)", errMissing, len(out.Missing), strings.Join(first(out.Missing, 5), ", "))
+		return 0, fail.New(fail.Conflict, "%d profiles have no account at users (%s): the move stops, nothing is switched", len(out.Missing), strings.Join(first(out.Missing, 5), ", "))
 	}
 	return len(in), nil
 }
@@ -159,7 +160,7 @@ func (f *Facade) importOrders(ctx context.Context, raw []json.RawMessage) (int, 
 		return 0, err
 	}
 	if len(out.Conflicts) > 0 {
-		return 0, fmt.Errorf("%w: %d orders differ from the copies orders has (%s)", errMissing, len(out.Conflicts), strings.Join(first(out.Conflicts, 5), ", "))
+		return 0, fail.New(fail.Conflict, "%d orders differ from the copies orders has (%s): the move stops, nothing is switched", len(out.Conflicts), strings.Join(first(out.Conflicts, 5), ", "))
 	}
 	return len(in), nil
 }
