@@ -3,8 +3,13 @@
 package fail
 
 import (
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 )
 
 // Kind says what sort of failure an error is. The zero Kind is Internal.
@@ -82,13 +87,50 @@ func Wrap(k Kind, err error, format string, args ...any) error {
 	return &Error{Kind: k, Message: fmt.Sprintf(format, args...), Err: err}
 }
 
-// KindOf returns the kind of the first *Error in err's chain, or Internal.
+// KindOf returns the kind of the first *Error in err's chain. An error of no
+// kind that says a connection to a dependency failed (see LostConnection)
+// is Unavailable: the same request may work once it is back. Anything else
+// is Internal.
 func KindOf(err error) Kind {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind
 	}
+	if LostConnection(err) {
+		return Unavailable
+	}
 	return Internal
+}
+
+// LostConnection reports whether err says that a connection to a
+// dependency, a database above all, failed rather than the work on it: the
+// connection was refused, reset or cut off mid-answer (or the database
+// driver found it broken), or the database server answered that it is
+// shutting down, starting up or lost the connection (SQLSTATE class 08 and
+// 57P01 to 57P03, asked of any error that gives its SQLSTATE, as PostgreSQL's
+// driver's do). Such a failure is the dependency's outage, not a bug.
+func LostConnection(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, lost := range []error{driver.ErrBadConn, io.ErrUnexpectedEOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
+		if errors.Is(err, lost) {
+			return true
+		}
+	}
+	// A database driver's error that says the request was never sent (the
+	// connection was closed or broken first), as PostgreSQL's driver's do.
+	var unsent interface{ SafeToRetry() bool }
+	if errors.As(err, &unsent) && unsent.SafeToRetry() {
+		return true
+	}
+	var state interface{ SQLState() string }
+	if errors.As(err, &state) {
+		code := state.SQLState()
+		return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03"
+	}
+	var op *net.OpError // a dial, read or write on the network failed
+	return errors.As(err, &op)
 }
 
 // Is reports whether err is of kind k.
@@ -100,6 +142,9 @@ func MessageOf(err error) string {
 	var e *Error
 	if errors.As(err, &e) && e.Kind != Internal && e.Message != "" {
 		return e.Message
+	}
+	if e == nil && LostConnection(err) {
+		return "a dependency of this service is unavailable; try again shortly"
 	}
 	return "internal error"
 }

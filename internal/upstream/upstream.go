@@ -247,7 +247,7 @@ func (cl *Client) send(ctx context.Context, edge *resilience.Edge, addr string, 
 		return fail.Wrap(fail.Unavailable, err, "%s unavailable", c.Service)
 	}
 	defer resp.Body.Close()
-	lr := io.LimitReader(resp.Body, maxResponseBytes)
+	lr := &io.LimitedReader{R: resp.Body, N: maxResponseBytes}
 	if resp.StatusCode >= 400 {
 		var p web.Problem
 		_ = json.NewDecoder(lr).Decode(&p)
@@ -260,6 +260,9 @@ func (cl *Client) send(ctx context.Context, edge *resilience.Edge, addr string, 
 	}
 	if c.Out != nil {
 		if err := json.NewDecoder(lr).Decode(c.Out); err != nil {
+			if lr.N <= 0 { // cut at the bound by us, not by a lost connection
+				return fail.Wrap(fail.Internal, err, "the answer of %s is over %d bytes", c.Service, maxResponseBytes)
+			}
 			return fmt.Errorf("decoding answer of %s: %w", c.Service, err)
 		}
 	}

@@ -91,12 +91,34 @@ func NewProxy(t testing.TB, upstream string) *Proxy {
 	return &Proxy{Addr: p.Listen, proxy: p}
 }
 
+// SetUpstream points the proxy at another upstream (host:port), as when
+// the process behind it came back elsewhere: the connections open now are
+// closed, and new ones reach upstream. It listens again where it did, and
+// keeps its toxics.
+func (p *Proxy) SetUpstream(upstream string) error {
+	return p.proxy.Update(&toxiproxy.Proxy{Listen: p.Addr, Upstream: upstream, Enabled: true})
+}
+
+// Upstream is where the proxy sends its connections now.
+func (p *Proxy) Upstream() string {
+	p.proxy.Lock()
+	defer p.proxy.Unlock()
+	return p.proxy.Upstream
+}
+
 // Add adds a toxic named name of the given type ("latency", "reset_peer",
 // "timeout", ...) on stream ("upstream": the requests, "downstream": the
 // answers), with its attributes.
 func (p *Proxy) Add(t testing.TB, name, typ, stream string, attributes map[string]any) {
 	t.Helper()
-	spec, err := json.Marshal(map[string]any{"name": name, "type": typ, "stream": stream, "attributes": attributes})
+	p.AddSometimes(t, name, typ, stream, 1, attributes)
+}
+
+// AddSometimes adds a toxic as Add does, to each connection with the
+// probability toxicity (0 to 1): the others pass untouched.
+func (p *Proxy) AddSometimes(t testing.TB, name, typ, stream string, toxicity float64, attributes map[string]any) {
+	t.Helper()
+	spec, err := json.Marshal(map[string]any{"name": name, "type": typ, "stream": stream, "toxicity": toxicity, "attributes": attributes})
 	if err != nil {
 		t.Fatal(err)
 	}

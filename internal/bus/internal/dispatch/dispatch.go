@@ -14,6 +14,7 @@ import (
 
 	"github.com/microshop/microshop/internal/bus"
 	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/fail"
 )
 
 // DeadLetterRetries is how many deliveries a broker allows beyond
@@ -95,7 +96,9 @@ func Handle(ctx context.Context, s bus.Subscription, h bus.Handler, raw []byte, 
 	if attempt > s.MaxDeliver {
 		return deadLetter(ctx, s, d, raw, fmt.Errorf("%w: no answer after %d attempts", ErrExhausted, s.MaxDeliver), attempt)
 	}
-	err = call(ctx, s.AckWait, func(ctx context.Context) error { return h(ctx, d) })
+	err = call(ctx, s.AckWait, func(ctx context.Context) error {
+		return outlast(ctx, s.AckWait/2, func() error { return h(ctx, d) })
+	})
 	switch {
 	case err == nil:
 		return Verdict{Action: Ack}
@@ -117,6 +120,31 @@ func deadLetter(ctx context.Context, s bus.Subscription, d bus.Delivery, raw []b
 		return Verdict{Action: Abandon, Err: err}
 	}
 	return Verdict{Action: Retry, Delay: s.Backoff(attempt), Err: fmt.Errorf("dead-lettering (%w): %w", cause, err)}
+}
+
+// outlast runs f, and again while it fails with an outage (fail.Unavailable:
+// the handler's database restarting, a service it calls down) and patience
+// lasts, waiting from 50 ms doubling to 1 s between tries. An outage is not
+// the event's fault: an attempt spent on it would bring the event nearer
+// its dead letters for nothing, and a short one is waited out here, within
+// the delivery. Trying again is safe: a handler's effect commits with its
+// inbox record or not at all. patience stays well inside AckWait, so that
+// the broker does not hand the event to another consumer meanwhile.
+func outlast(ctx context.Context, patience time.Duration, f func() error) error {
+	deadline := time.Now().Add(patience)
+	wait := 50 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || !fail.Is(err, fail.Unavailable) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // call runs f with a context that ends after timeout, since after AckWait

@@ -10,6 +10,7 @@ import (
 
 	"github.com/microshop/microshop/internal/bus"
 	"github.com/microshop/microshop/internal/event"
+	"github.com/microshop/microshop/internal/fail"
 )
 
 func TestHandle(t *testing.T) {
@@ -166,5 +167,59 @@ func TestActionString(t *testing.T) {
 		if got := a.String(); got != want {
 			t.Errorf("Action(%d).String() = %q, want %q", int(a), got, want)
 		}
+	}
+}
+
+// TestHandleWaitsOutAnOutage: a handler whose failures are outages
+// (fail.Unavailable) is tried again within the delivery, so a short outage
+// costs no attempt; one that outlasts half of AckWait is the attempt's
+// failure, counted as any other.
+func TestHandleWaitsOutAnOutage(t *testing.T) {
+	e, err := event.New("test", "orders.order.created", "OrderCreated", 1, "o-1", map[string]int{"total_cents": 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outage := fail.Wrap(fail.Unavailable, errors.New("connection refused"), "database unavailable")
+	var dead int
+	sub := func(ackWait time.Duration) bus.Subscription {
+		return bus.Subscription{
+			Group: "g", Topics: []string{"orders.order.created"}, MaxDeliver: 3, AckWait: ackWait,
+			DeadLetter: func(context.Context, bus.Delivery, []byte, error) error { dead++; return nil },
+		}.WithDefaults()
+	}
+
+	calls := 0
+	v := Handle(context.Background(), sub(5*time.Second), func(context.Context, bus.Delivery) error {
+		if calls++; calls <= 3 {
+			return outage
+		}
+		return nil
+	}, raw, 3)
+	if v.Action != Ack || calls != 4 || dead != 0 {
+		t.Errorf("an outage over after 3 tries on the last attempt: %v after %d calls, %d dead letters; want ack after 4, none", v.Action, calls, dead)
+	}
+
+	calls = 0
+	began := time.Now()
+	v = Handle(context.Background(), sub(600*time.Millisecond), func(context.Context, bus.Delivery) error {
+		calls++
+		return outage
+	}, raw, 1)
+	took := time.Since(began)
+	if v.Action != Retry || calls < 2 || took > 600*time.Millisecond {
+		t.Errorf("an outage outlasting the patience: %v after %d calls in %v; want a retry after a few calls, within AckWait", v.Action, calls, took)
+	}
+
+	calls = 0
+	v = Handle(context.Background(), sub(5*time.Second), func(context.Context, bus.Delivery) error {
+		calls++
+		return errors.New("the event's own fault")
+	}, raw, 1)
+	if v.Action != Retry || calls != 1 {
+		t.Errorf("a failure that is no outage: %v after %d calls; want a retry by the broker after 1", v.Action, calls)
 	}
 }
