@@ -155,6 +155,7 @@ var Dialects = []Dialect{SQLite, Postgres, MySQL}
 type DB struct {
 	pool    *sql.DB
 	Dialect Dialect
+	stmts   *stmtCache // statements kept prepared; nil but on SQLite
 
 	onCommit atomic.Pointer[func()]
 }
@@ -202,7 +203,11 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		_ = pool.Close()
 		return nil, fmt.Errorf("reaching %s database %s: %w", dialect, Redact(rawURL), err)
 	}
-	return &DB{pool: pool, Dialect: dialect}, nil
+	db := &DB{pool: pool, Dialect: dialect}
+	if dialect == SQLite {
+		db.stmts = newStmtCache(pool)
+	}
+	return db, nil
 }
 
 func openSQLite(path string) (*sql.DB, error) {
@@ -219,7 +224,11 @@ func openSQLite(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
 	}
 	// One writer at a time anyway; a few readers alongside it in WAL mode.
+	// Idle connections are kept (database/sql keeps two by default): each
+	// new one costs opening the file and running the pragmas, and loses
+	// the statements prepared on the old one.
 	pool.SetMaxOpenConns(8)
+	pool.SetMaxIdleConns(8)
 	pool.SetConnMaxIdleTime(5 * time.Minute)
 	return pool, nil
 }
@@ -359,7 +368,10 @@ func redactErr(msg, rawURL string) string {
 }
 
 // Close closes the pool; statements already running finish first.
-func (db *DB) Close() error { return db.pool.Close() }
+func (db *DB) Close() error {
+	db.stmts.close()
+	return db.pool.Close()
+}
 
 // Stats reports the pool's connections, for metrics.
 func (db *DB) Stats() sql.DBStats { return db.pool.Stats() }

@@ -29,19 +29,31 @@ type Tx struct {
 
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.db.Dialect.Rebind(query), args...)
+	query = t.db.Dialect.Rebind(query)
+	if s := t.db.stmts.get(query); s != nil {
+		return t.tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
 }
 
 // QueryContext runs a query in the transaction. Close the rows before the
 // transaction's next statement.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, t.db.Dialect.Rebind(query), args...)
+	query = t.db.Dialect.Rebind(query)
+	if s := t.db.stmts.get(query); s != nil {
+		return t.tx.StmtContext(ctx, s).QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
 }
 
 // QueryRowContext runs a query expected to return at most one row in the
 // transaction.
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.db.Dialect.Rebind(query), args...)
+	query = t.db.Dialect.Rebind(query)
+	if s := t.db.stmts.get(query); s != nil {
+		return t.tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
 }
 
 // Commit commits the transaction, and then runs the DB's OnCommit hook.
@@ -223,7 +235,11 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if tx, ok := db.TxFrom(ctx); ok {
 		return tx.ExecContext(ctx, query, args...)
 	}
-	return db.pool.ExecContext(ctx, db.Dialect.Rebind(query), args...)
+	query = db.Dialect.Rebind(query)
+	if s := db.stmts.get(query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return db.pool.ExecContext(ctx, query, args...)
 }
 
 // QueryContext runs a query in db's ambient transaction in ctx, or on the
@@ -233,7 +249,11 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	if tx, ok := db.TxFrom(ctx); ok {
 		return tx.QueryContext(ctx, query, args...)
 	}
-	return db.pool.QueryContext(ctx, db.Dialect.Rebind(query), args...)
+	query = db.Dialect.Rebind(query)
+	if s := db.stmts.get(query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return db.pool.QueryContext(ctx, query, args...)
 }
 
 // QueryRowContext runs a query expected to return at most one row in db's
@@ -242,5 +262,9 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	if tx, ok := db.TxFrom(ctx); ok {
 		return tx.QueryRowContext(ctx, query, args...)
 	}
-	return db.pool.QueryRowContext(ctx, db.Dialect.Rebind(query), args...)
+	query = db.Dialect.Rebind(query)
+	if s := db.stmts.get(query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return db.pool.QueryRowContext(ctx, query, args...)
 }
