@@ -138,6 +138,7 @@ type KeySource interface {
 type Verifier struct {
 	keys KeySource
 	now  func() time.Time
+	seen verifiedCache
 }
 
 // NewVerifier returns a verifier that finds keys in keys.
@@ -149,7 +150,7 @@ func NewVerifier(keys KeySource) *Verifier { return &Verifier{keys: keys, now: t
 // with the same message, so an attacker learns nothing from it. A service
 // token is refused here: its issuer and audience are not a user's.
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
-	c, err := verify(ctx, token, Issuer, Audience, v.keys, v.now)
+	c, err := verify(ctx, token, Issuer, Audience, v.keys, v.now, &v.seen)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -172,7 +173,9 @@ func refuse(err error) (Principal, error) {
 // verify parses token and checks everything both kinds of token share: the
 // size, the pinned algorithm, issuer and audience, a required expiry, the
 // not-before and issued-at times, and a signature by the key its kid names.
-func verify(ctx context.Context, token, issuer, audience string, keys KeySource, now func() time.Time) (claims, error) {
+// A token seen passes again without its signature checked a second time
+// (see verifiedCache); the rest is checked on every call.
+func verify(ctx context.Context, token, issuer, audience string, keys KeySource, now func() time.Time, seen *verifiedCache) (claims, error) {
 	if len(token) > MaxTokenBytes {
 		_, err := refuse(errors.New("token too long"))
 		return claims{}, err
@@ -181,22 +184,34 @@ func verify(ctx context.Context, token, issuer, audience string, keys KeySource,
 		_, err := refuse(errors.New("token is not a JWS compact serialization"))
 		return claims{}, err
 	}
-	parser := jwt.NewParser(
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 		jwt.WithIssuer(issuer),
 		jwt.WithAudience(audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(5*time.Second),
+		jwt.WithLeeway(5 * time.Second),
 		jwt.WithTimeFunc(now),
+	}
+	if v, ok := seen.get(token); ok {
+		if stillPasses(ctx, v, keys, opts) {
+			return v.claims, nil
+		}
+		seen.forget(token) // and check it in full, for the refusal's reason
+	}
+	var (
+		c   claims
+		kid string
+		key ed25519.PublicKey
 	)
-	var c claims
-	_, err := parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
+	_, err := jwt.NewParser(opts...).ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		kid, _ = t.Header["kid"].(string)
 		if kid == "" {
 			return nil, errors.New("token has no kid")
 		}
-		return keys.Key(ctx, kid)
+		k, err := keys.Key(ctx, kid)
+		key = k
+		return k, err
 	})
 	if err != nil {
 		if fail.Is(err, fail.Unavailable) { // the keys could not be fetched: not the token's fault
@@ -205,7 +220,19 @@ func verify(ctx context.Context, token, issuer, audience string, keys KeySource,
 		_, err := refuse(err)
 		return claims{}, err
 	}
+	seen.put(token, verifiedToken{claims: c, kid: kid, key: key})
 	return c, nil
+}
+
+// stillPasses reports whether a token whose signature was checked before
+// passes now: its kid still finds the key that checked it, and its claims
+// pass the same checks as a new token's, against the clock of this moment.
+func stillPasses(ctx context.Context, v verifiedToken, keys KeySource, opts []jwt.ParserOption) bool {
+	key, err := keys.Key(ctx, v.kid)
+	if err != nil || !key.Equal(v.key) {
+		return false
+	}
+	return jwt.NewValidator(opts...).Validate(&v.claims) == nil
 }
 
 // BearerToken returns the token of an "Authorization: Bearer" header, and

@@ -81,6 +81,7 @@ type ServiceVerifier struct {
 	keys     KeySource
 	services []string
 	now      func() time.Time
+	seen     verifiedCache
 }
 
 // NewServiceVerifier returns a verifier of tokens signed with the private
@@ -92,7 +93,7 @@ func NewServiceVerifier(key ed25519.PublicKey, services []string) *ServiceVerifi
 // Verify checks token and returns the service it speaks for, as a principal
 // with the service role. Every refusal is the same fail.Unauthenticated.
 func (v *ServiceVerifier) Verify(ctx context.Context, token string) (Principal, error) {
-	c, err := verify(ctx, token, ServiceIssuer, ServiceAudience, v.keys, v.now)
+	c, err := verify(ctx, token, ServiceIssuer, ServiceAudience, v.keys, v.now, &v.seen)
 	if err != nil {
 		return Principal{}, err
 	}
