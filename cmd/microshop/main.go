@@ -110,6 +110,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout, 
 	if *split {
 		return upSplit(ctx, cfg, *envFile, *restartDelay, log, stdout, stderr)
 	}
+	servePprof(ctx, cfg.PprofAddr, log)
 	return shop.Run(ctx, shop.Options{Config: cfg, Services: config.Services, Seed: true, EmbedBroker: true, Stdout: stdout, Log: log})
 }
 
@@ -148,6 +149,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if embedBroker && cfg.BrokerURL != "" {
 		return errors.New("the broker service is the embedded JetStream, but MICROSHOP_BROKER_URL names another broker: unset it, or leave broker out")
 	}
+	servePprof(ctx, cfg.PprofAddr, log)
 	return shop.Run(ctx, shop.Options{Config: cfg, Services: services, Seed: *seed, EmbedBroker: embedBroker, Stdout: stdout, Log: log})
 }
 
@@ -197,7 +199,9 @@ func upSplit(ctx context.Context, cfg config.Config, envFile string, restartDela
 	if _, err := auth.LoadOrCreateKey(cfg.ServiceKeyFile); err != nil {
 		return fmt.Errorf("loading the service key: %w", err)
 	}
-	shared := []string{"MICROSHOP_DATA_DIR=" + cfg.DataDir}
+	// The children share one environment, so they could not share one
+	// profiles address: profile a split shop's process with serve.
+	shared := []string{"MICROSHOP_DATA_DIR=" + cfg.DataDir, "MICROSHOP_PPROF_ADDR="}
 	if cfg.AdminPassword.Reveal() == "" {
 		// users creates the first admin with it, and the gateway seeds
 		// the catalog as that admin: both must know the same password.

@@ -69,6 +69,10 @@ type Config struct {
 	// service's port; empty: the listen address, or this machine's own
 	// address when listening on every interface.
 	AdvertiseHost string
+	// PprofAddr, when set, is a loopback address where the process serves
+	// Go's profiles (net/http/pprof) to whoever can reach it: for
+	// measuring, off by default, and never on another interface.
+	PprofAddr     string
 	DataDir       string
 	AdminEmail    string
 	AdminPassword Secret
@@ -169,6 +173,7 @@ func Load(getenv func(string) string, dotenv io.Reader) (Config, error) {
 	}
 	c.RegistryURL = get("MICROSHOP_REGISTRY_URL", "http://"+c.RegistryAddr)
 	c.AdvertiseHost = get("MICROSHOP_ADVERTISE_HOST", "")
+	c.PprofAddr = get("MICROSHOP_PPROF_ADDR", "")
 	c.JWTKeyFile = get("MICROSHOP_JWT_KEY_FILE", filepath.Join(c.DataDir, "keys", "jwt-ed25519.pem"))
 	c.ServiceKeyFile = get("MICROSHOP_SERVICE_KEY_FILE", filepath.Join(c.DataDir, "keys", "service-ed25519.pem"))
 	c.KeyRefresh, err = duration(get("MICROSHOP_JWKS_REFRESH", "30s"))
@@ -217,6 +222,9 @@ func (c Config) validate() error {
 	}
 	if h := c.AdvertiseHost; h != "" && net.ParseIP(h) == nil && !dnsLabels(strings.ToLower(h)) {
 		errs = append(errs, fmt.Errorf("MICROSHOP_ADVERTISE_HOST %q: want a host name or an IP address, with no port", h))
+	}
+	if a := c.PprofAddr; a != "" && !loopback(a) {
+		errs = append(errs, fmt.Errorf("MICROSHOP_PPROF_ADDR %q: want a loopback host:port, e.g. 127.0.0.1:6060 (profiles show the process's insides)", a))
 	}
 	for _, name := range BusinessServices {
 		if err := checkDBURL(name, c.Services[name].DBURL); err != nil {
@@ -388,6 +396,7 @@ func (c Config) Attrs() []slog.Attr {
 		slog.String("broker", redactURL(c.BrokerURL)),
 		slog.Float64("rate_limit_rps", c.RateLimitRPS),
 		slog.Int("rate_limit_burst", c.RateLimitBurst),
+		slog.String("pprof_addr", c.PprofAddr),
 	}
 	for _, name := range BusinessServices {
 		db := redactURL(c.DBURL(name))
@@ -398,6 +407,16 @@ func (c Config) Attrs() []slog.Attr {
 		attrs = append(attrs, slog.String(name+"_db", db))
 	}
 	return attrs
+}
+
+// loopback reports whether hostport is host:port on a loopback address.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // routeTable parses "/profile=users,/orders=legacy": each of the monolith's

@@ -153,3 +153,21 @@ func TestFacadeRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestPprofOnLoopbackOnly: profiles are off by default, and served only on
+// a loopback address.
+func TestPprofOnLoopbackOnly(t *testing.T) {
+	if c, err := Load(env(nil), nil); err != nil || c.PprofAddr != "" {
+		t.Fatalf("default: %q, %v; want off", c.PprofAddr, err)
+	}
+	for _, ok := range []string{"127.0.0.1:6060", "127.0.0.2:0", "[::1]:6060", "localhost:6060"} {
+		if _, err := Load(env(map[string]string{"MICROSHOP_PPROF_ADDR": ok}), nil); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"0.0.0.0:6060", ":6060", "10.0.0.1:6060", "example.com:6060", "127.0.0.1"} {
+		if _, err := Load(env(map[string]string{"MICROSHOP_PPROF_ADDR": bad}), nil); err == nil || !strings.Contains(err.Error(), "MICROSHOP_PPROF_ADDR") {
+			t.Errorf("%s: %v, want refused", bad, err)
+		}
+	}
+}
