@@ -6,7 +6,7 @@
 #      instance, with wrk, a signed-in customer's token on every request;
 #   3. completed checkouts a second and p99 acceptance latency with
 #      `microshop load`, one process and split, at rising rates until one is
-#      not sustained, then a CPU profile (perf) of the one-process shop at it;
+#      not sustained, then a CPU profile (pprof) of the one-process shop at it;
 #   4. BenchmarkEventFlow (outbox -> broker -> inbox).
 # The raw output goes to docs/benchmarks.txt and to the terminal. It installs
 # nothing: a missing tool is named with its apt-get line, and it exits.
@@ -27,8 +27,6 @@ command -v curl >/dev/null || missing curl curl
 command -v python3 >/dev/null || missing python3 python3
 command -v go >/dev/null || { echo "bench: go is not on PATH" >&2; exit 1; }
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-perf_ok=1
-command -v perf >/dev/null || perf_ok=0
 
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then d_starts=1 d_wrk=5 d_load=8 d_rates="10 50" d_events=500
@@ -65,8 +63,12 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # and the load generator send more than 100 requests a second as one
 # customer (or from one address while signing up): the limiter still
 # runs for every request, it just never refuses one.
+# A one-process shop also serves Go's profiles on a free loopback port (the
+# children of a split shop serve none).
+pprof_addr=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 shop_env=(
   MICROSHOP_ADDR=127.0.0.1:0 MICROSHOP_REGISTRY_ADDR=127.0.0.1:0 MICROSHOP_BROKER_ADDR=127.0.0.1:0
+  MICROSHOP_PPROF_ADDR=$pprof_addr
   MICROSHOP_ADMIN_EMAIL=$admin_email MICROSHOP_ADMIN_PASSWORD=$admin_password
   MICROSHOP_RATE_LIMIT_RPS=100000 MICROSHOP_RATE_LIMIT_BURST=100000
   LOG_FORMAT=json LOG_LEVEL=info
@@ -229,7 +231,7 @@ EOF
 }
 
 # wrk_run NAME URL [profile] runs wrk with the token and prints one summary
-# line; with profile, the shop is sampled with perf while it runs.
+# line; with profile, the shop is profiled (pprof) while it runs.
 wrk_run() {
   local raw=$work/wrk-$RANDOM.txt
   cpu_mark
@@ -237,7 +239,7 @@ wrk_run() {
   local wrk_pid=$!
   if [ "${3:-}" = profile ]; then
     sleep 1
-    perf_top $((wrk_duration > 3 ? wrk_duration - 2 : 1))
+    pprof_top $((wrk_duration > 3 ? wrk_duration - 2 : 1))
   fi
   wait "$wrk_pid"
   cpu_said
@@ -301,25 +303,21 @@ ladder() {
   done
 }
 
-# perf_top SECONDS samples the shop's process for SECONDS with perf and
-# prints the functions it spent its CPU in: inclusive (a function and what
-# it called) without the HTTP server's and the runtime's frames that every
-# request passes through, then exclusive.
-perf_top() {
-  if [ "$perf_ok" = 0 ]; then
-    echo "  perf is not installed (apt-get install -y linux-perf): no profile"
+# pprof_top SECONDS takes a CPU profile of the one-process shop for SECONDS
+# through its profiles address (MICROSHOP_PPROF_ADDR, loopback) and prints
+# where it spent its CPU: cumulative (a function and what it called), then
+# flat (the function's own).
+pprof_top() {
+  local file=$work/cpu.pprof
+  if ! curl -fsS -o "$file" "http://$pprof_addr/debug/pprof/profile?seconds=$1"; then
+    echo "  no profile from $pprof_addr"
     return
   fi
-  if ! perf record -F 499 -g -p "$shop_pid" -o "$work/perf.data" -- sleep "$1" >"$work/perf.log" 2>&1; then
-    echo "  perf record failed: $(tail -1 "$work/perf.log")"
-    return
-  fi
-  echo "  perf record -F 499 -g -p PID -- sleep $1; inclusive:"
-  perf report -i "$work/perf.data" --stdio --children --sort sym -g none 2>/dev/null |
-    grep '%' | grep -v '^#' | grep -Ev 'runtime\.(goexit|systemstack|mcall|park_m|schedule|mstart)|net/http\.|gowrap|\.func[0-9]' | head -40 | sed 's/^/    /' || true
-  echo "  exclusive (self):"
-  perf report -i "$work/perf.data" --stdio --no-children --sort sym -g none 2>/dev/null |
-    grep '%' | grep -v '^#' | head -25 | sed 's/^/    /' || true
+  echo "  go tool pprof of a ${1}s CPU profile (MICROSHOP_PPROF_ADDR); cumulative:"
+  go tool pprof -top -cum -nodecount=60 "$file" 2>/dev/null | sed -n '/flat%/,$p' |
+    grep -Ev 'runtime\.(goexit|systemstack|mcall|park_m|schedule|mstart)|net/http\.\(\*conn\)|gowrap|\.func[0-9]' | head -40 | sed 's/^/    /' || true
+  echo "  flat:"
+  go tool pprof -top -nodecount=25 "$file" 2>/dev/null | sed -n '/flat%/,$p' | head -26 | sed 's/^/    /' || true
 }
 
 # profile RATE runs load at RATE once more (not counted) and profiles the
@@ -335,7 +333,7 @@ profile() {
     sleep 0.1
   done
   sleep 2 # the last customers sign up (bcrypt) as they first arrive
-  perf_top $((load_duration > 4 ? load_duration - 2 : 2))
+  pprof_top $((load_duration > 4 ? load_duration - 2 : 2))
   wait "$load_pid" || true
   if grep -q '^ *orders ' "$log"; then
     echo "  the profiled run: $(grep -m1 '^ *orders ' "$log" | sed 's/^ *//')"
