@@ -118,7 +118,7 @@ func TestChaosSoak(t *testing.T) {
 	})
 	waitFor(t, 60*time.Second, "the load generator to sign its customers up", func() bool { return gen.Snapshot().Running })
 
-	chaos := &chaosMonkey{t: t, rng: rng, shop: shop, pg: pg, proxies: proxies, done: map[string]int{}}
+	chaos := &chaosMonkey{t: t, rng: rng, shop: shop, pg: pg, proxies: proxies, killed: map[string]time.Time{}, done: map[string]int{}}
 	admin := c.login(adminEmail, adminPassword)
 	for _, mode := range []string{"orchestration", "choreography", "parallel"} {
 		waitFor(t, 30*time.Second, "setting the saga style to "+mode, func() bool {
@@ -233,6 +233,7 @@ type chaosMonkey struct {
 	pg      *postgresCluster
 	proxies map[string]*resiliencetest.Proxy
 	toxics  []struct{ proxy, name string } // the toxics in place now
+	killed  map[string]time.Time           // when each process was last killed
 	done    map[string]int
 }
 
@@ -243,9 +244,16 @@ func (m *chaosMonkey) run(style string, d time.Duration) {
 	m.rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 	deadline := time.Now().Add(d)
 	for len(plan) > 0 || time.Now().Before(deadline) {
-		kind := faultKinds[m.rng.IntN(len(faultKinds))]
+		var kind string
 		if len(plan) > 0 {
 			kind, plan = plan[0], plan[1:]
+			if kind == "kill-broker" {
+				time.Sleep(time.Until(m.killed["broker"].Add(respite)))
+			}
+		} else {
+			for kind == "" || kind == "kill-broker" && m.resting("broker") {
+				kind = faultKinds[m.rng.IntN(len(faultKinds))]
+			}
 		}
 		what := m.inject(kind)
 		m.done[kind]++
@@ -259,7 +267,10 @@ func (m *chaosMonkey) run(style string, d time.Duration) {
 func (m *chaosMonkey) inject(kind string) string {
 	switch kind {
 	case "kill-service":
-		victims := slices.DeleteFunc(slices.Clone(splitChildren), func(s string) bool { return s == "broker" })
+		victims := slices.DeleteFunc(slices.Clone(splitChildren), func(s string) bool { return s == "broker" || m.resting(s) })
+		if len(victims) == 0 {
+			return "every service was killed moments ago: none killed"
+		}
 		return m.kill(victims[m.rng.IntN(len(victims))])
 	case "kill-broker":
 		return m.kill("broker")
@@ -289,6 +300,7 @@ func (m *chaosMonkey) kill(name string) string {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		m.t.Fatalf("killing %s (pid %d): %v", name, pid, err)
 	}
+	m.killed[name] = time.Now()
 	return fmt.Sprintf("SIGKILL to %s (pid %d)", name, pid)
 }
 
@@ -307,6 +319,17 @@ func (m *chaosMonkey) toxic(proxy, kind string) string {
 	m.proxies[proxy].AddSometimes(m.t, name, typ, stream, toxicity, attrs)
 	m.toxics = append(m.toxics, struct{ proxy, name string }{proxy, name})
 	return fmt.Sprintf("%s %v on %s's %s connections (toxicity %.2f)", typ, attrs, proxy, stream, toxicity)
+}
+
+// respite is how long a killed process is left alone. The supervisor waits
+// longer after each crash in a row (doubling up to 10 s), so a process
+// killed again and again would spend the soak waiting to start: the shop
+// would be tested only for how it waits.
+const respite = 10 * time.Second
+
+// resting reports whether the process name was killed less than respite ago.
+func (m *chaosMonkey) resting(name string) bool {
+	return time.Since(m.killed[name]) < respite
 }
 
 // calm removes every toxic in place.
