@@ -53,7 +53,8 @@ const recoveryBound = 30 * time.Second
 // kind of fault hits at least once in each style, the rest are drawn at
 // random. Then the faults stop: within 30 s every order has ended, the
 // audit (the microshop audit command) finds every invariant's count at 0,
-// and no event was dead-lettered.
+// no event was dead-lettered, and no request was answered 500 (a fault is
+// an outage: 503).
 func TestChaosSoak(t *testing.T) {
 	needProc(t)
 	perStyle := briefSoak
@@ -119,9 +120,10 @@ func TestChaosSoak(t *testing.T) {
 	waitFor(t, 60*time.Second, "the load generator to sign its customers up", func() bool { return gen.Snapshot().Running })
 
 	chaos := &chaosMonkey{t: t, rng: rng, shop: shop, pg: pg, proxies: proxies, killed: map[string]time.Time{}, done: map[string]int{}}
-	admin := c.login(adminEmail, adminPassword)
+	var admin string
 	for _, mode := range []string{"orchestration", "choreography", "parallel"} {
 		waitFor(t, 30*time.Second, "setting the saga style to "+mode, func() bool {
+			admin = relogin(c) // a long soak outlives a token
 			r, err := c.try("PUT", "/api/v1/admin/settings", admin, map[string]string{"saga_mode": mode})
 			return err == nil && r.Status == 200
 		})
