@@ -230,6 +230,25 @@ func TestRunFollowsEveryOrder(t *testing.T) {
 	}
 }
 
+// TestOrdersAloneKeepStockInStock: a run of nothing but good orders checks
+// no stock, yet tops it up as its orders take it, so no good order is
+// cancelled for short stock.
+func TestOrdersAloneKeepStockInStock(t *testing.T) {
+	f := newFakeShop(t, map[string]int64{"cactus": 3, "lamp": 160, "mug": 160, "tee": 160})
+	_, rep := run(t, t.Context(), load.Options{
+		Target: f.srv.URL, Rate: 200, Duration: 1500 * time.Millisecond,
+		Customers: 20,
+		Admin:     load.Credentials{Email: fakeAdmin, Password: fakePassword},
+		Mix:       load.Mix{Order: 1},
+	})
+	if rep.OrdersPlaced < 200 || rep.Restocks == 0 {
+		t.Fatalf("%d orders placed, %d restocks; want a run that takes more than the stock there was", rep.OrdersPlaced, rep.Restocks)
+	}
+	if rep.Outcomes["good:CANCELLED"] != 0 || rep.Unexpected != 0 {
+		t.Errorf("outcomes %v, %d unexpected: good orders found the stock gone", rep.Outcomes, rep.Unexpected)
+	}
+}
+
 // Old-shop steps read a customer's profile and orders through the
 // monolith's API, signed in like any other step.
 func TestLegacyStepsUseTheOldAPI(t *testing.T) {

@@ -26,8 +26,10 @@ const (
 	// order line may, more than the short-stock product is ever stocked.
 	shortQuantity = 1000
 	// lowStock is the level under which the generator restocks a product,
-	// and restockLevel the level it restocks to.
-	lowStock     = 50
+	// and restockLevel the level it restocks to. The margin covers the
+	// orders accepted but not yet reserved, which a busy shop holds for
+	// seconds: they take stock the generator already counted as there.
+	lowStock     = 150
 	restockLevel = 500
 	// followFor bounds how long one order is followed to its end.
 	followFor = 2 * time.Minute
@@ -169,6 +171,13 @@ func (g *Generator) order(ctx context.Context, a *account, wg *sync.WaitGroup) {
 		return
 	}
 	g.stats.placed.Add(1)
+	if kind == goodOrder {
+		// What it will take, counted now: a run of nothing but orders
+		// checks no stock, and would otherwise find it gone, its good
+		// orders cancelled for short stock.
+		p.available.Add(-int64(qty))
+		g.restock(ctx, p)
+	}
 	g.follow(ctx, placed{id: id, kind: kind, product: p, by: a, accepted: time.Now()}, wg)
 }
 
