@@ -30,7 +30,11 @@ type Delivery struct {
 
 // Handler processes a delivery. Returning nil acknowledges it; an error
 // asks for redelivery later, until Subscription.MaxDeliver attempts have
-// been made, after which the delivery goes to the dead-letter handler.
+// been made, after which the delivery goes to the dead-letter handler. An
+// error of kind fail.Unavailable (an outage of what the handler needs) is
+// first tried again within the same delivery, for up to half of AckWait,
+// so that a short outage costs no attempt; the handler must be safe to run
+// again, as it must be for a redelivery.
 type Handler func(ctx context.Context, d Delivery) error
 
 // DeadLetterHandler receives a delivery that failed MaxDeliver times (or
