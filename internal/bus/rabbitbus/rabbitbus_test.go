@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/bus"
 	"github.com/microshop/microshop/internal/bus/bustest"
 	"github.com/microshop/microshop/internal/bus/internal/dispatch"
+	"github.com/microshop/microshop/internal/bus/rabbitbus/rabbitbustest"
 	"github.com/microshop/microshop/internal/event"
 )
 
@@ -419,26 +419,26 @@ func TestParkedInDeadQueue(t *testing.T) {
 	}
 }
 
-// TestBrokerRestart restarts the machine's RabbitMQ (rabbitmqctl stop_app,
-// start_app) while a subscription runs and publishes are under way. Every
-// acknowledged publish is delivered afterwards, to the running subscription
-// and to a group that only had its queue during the restart, and the running
-// subscription resumes by itself. It runs only with
-// MICROSHOP_TEST_RESTART_RABBIT=1, since it interrupts everyone using that
-// RabbitMQ.
+// TestBrokerRestart restarts a RabbitMQ node of the test's own (never the
+// machine's, which other packages' tests are using) while a subscription
+// runs and publishes are under way. Every acknowledged publish is delivered
+// afterwards, to the running subscription and to a group that only had its
+// queue during the restart, and the running subscription resumes by itself.
 func TestBrokerRestart(t *testing.T) {
-	if os.Getenv("MICROSHOP_TEST_RESTART_RABBIT") != "1" {
-		t.Skip("restarts the machine's RabbitMQ; set MICROSHOP_TEST_RESTART_RABBIT=1 to run")
+	node := rabbitbustest.Start(t)
+	connect := func(t *testing.T) *Bus {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b, err := Connect(ctx, node.URL, Options{Name: "rabbitbus-test", Log: testLog(t)})
+		if err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
 	}
-	connect := machineBroker(t)
 	b := connect(t)
-	touched := &names{exchanges: map[string]bool{}, queues: map[string]bool{}}
-	t.Cleanup(func() { touched.remove(t) })
-	stamp := time.Now().UnixNano()
-	topic := fmt.Sprintf("restart%d.order.created", stamp)
-	live, parked := fmt.Sprintf("live%d", stamp), fmt.Sprintf("parked%d", stamp)
-	touched.add(b, live, topic)
-	touched.add(b, parked, topic)
+	const topic, live, parked = "restart.order.created", "live", "parked"
 
 	running := &seen{ids: map[string]int{}}
 	run(t, b, live, topic, running)
@@ -470,8 +470,7 @@ func TestBrokerRestart(t *testing.T) {
 			during = append(during, ids...)
 		}
 	}()
-	rabbitmqctl(t, "stop_app")
-	rabbitmqctl(t, "start_app")
+	away := node.Restart(t)
 	close(restarted)
 	<-published
 	acked = append(acked, during...)
@@ -483,17 +482,8 @@ func TestBrokerRestart(t *testing.T) {
 	afterwards := &seen{ids: map[string]int{}}
 	run(t, connect(t), parked, topic, afterwards)
 	afterwards.waitAll(t, acked)
-	t.Logf("acknowledged publishes lost: 0 of %d (%d published while the broker restarted, the longest waiting %v); the running subscription resumed",
-		len(acked), len(during), longest.Round(time.Millisecond))
-}
-
-func rabbitmqctl(t *testing.T, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "rabbitmqctl", args...).CombinedOutput(); err != nil {
-		t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
-	}
+	t.Logf("acknowledged publishes lost: 0 of %d (%d published while the broker restarted for %v, the longest waiting %v); the running subscription resumed",
+		len(acked), len(during), away.Round(time.Millisecond), longest.Round(time.Millisecond))
 }
 
 // seen counts deliveries per event id.
