@@ -138,7 +138,8 @@ func (n *Node) running() bool {
 func (n *Node) env() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RABBITMQ_") && !strings.HasPrefix(kv, "ERL_") && !strings.HasPrefix(kv, "HOME=") {
+		if !strings.HasPrefix(kv, "RABBITMQ_") && !strings.HasPrefix(kv, "ERL_") && !strings.HasPrefix(kv, "HOME=") &&
+			!strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
 			env = append(env, kv)
 		}
 	}
@@ -156,6 +157,10 @@ func (n *Node) env() []string {
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(n.dir, "data"),
 		"RABBITMQ_LOG_BASE="+filepath.Join(n.dir, "log"),
 		"RABBITMQ_PID_FILE="+filepath.Join(n.dir, "node.pid"),
+		// The script then execs the Erlang VM rather than waiting on it
+		// in a shell, so that the VM is the process start runs, and dies
+		// with the test binary (Pdeathsig). It changes nothing else.
+		"RUNNING_UNDER_SYSTEMD=true",
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 		"ERL_FLAGS=-kernel inet_dist_use_interface {127,0,0,1}",
 	)
@@ -171,9 +176,9 @@ func (n *Node) start() error {
 	proc := exec.Command(filepath.Join(serverBin, "rabbitmq-server"))
 	proc.Dir, proc.Env = n.dir, n.env()
 	proc.Stdout, proc.Stderr = out, out
-	// A group of its own: the script's Erlang VM and port helpers are
-	// killed together if a stop fails.
-	proc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A group of its own, so that the VM and its port helpers are killed
+	// together if a stop fails; no node outlives the test binary.
+	proc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := proc.Start(); err != nil {
 		return err
 	}
