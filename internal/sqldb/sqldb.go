@@ -156,6 +156,7 @@ type DB struct {
 	pool    *sql.DB
 	Dialect Dialect
 	stmts   *stmtCache // statements kept prepared; nil but on SQLite
+	writer  *writer    // the turn to write; nil but on SQLite
 
 	onCommit atomic.Pointer[func()]
 }
@@ -206,6 +207,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	db := &DB{pool: pool, Dialect: dialect}
 	if dialect == SQLite {
 		db.stmts = newStmtCache(pool)
+		db.writer = newWriter(busyTimeout)
 	}
 	return db, nil
 }
@@ -215,7 +217,7 @@ func openSQLite(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("creating database folder: %w", err)
 	}
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)", "foreign_keys(ON)"} {
+	for _, p := range []string{fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()), "journal_mode(WAL)", "synchronous(NORMAL)", "foreign_keys(ON)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

@@ -23,8 +23,9 @@ import (
 // Tx is a transaction of a DB. Its statements take ? placeholders, as the
 // DB's do; it runs one statement at a time.
 type Tx struct {
-	tx *sql.Tx
-	db *DB
+	tx   *sql.Tx
+	db   *DB
+	done func() // gives the writer's turn back; called once, at the end
 }
 
 // ExecContext runs a statement in the transaction.
@@ -58,7 +59,9 @@ func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sq
 
 // Commit commits the transaction, and then runs the DB's OnCommit hook.
 func (t *Tx) Commit() error {
-	if err := t.tx.Commit(); err != nil {
+	err := t.tx.Commit()
+	t.done()
+	if err != nil {
 		return err
 	}
 	t.db.committed()
@@ -66,7 +69,11 @@ func (t *Tx) Commit() error {
 }
 
 // Rollback undoes the transaction; after a Commit it returns sql.ErrTxDone.
-func (t *Tx) Rollback() error { return t.tx.Rollback() }
+func (t *Tx) Rollback() error {
+	err := t.tx.Rollback()
+	t.done()
+	return err
+}
 
 // Begin starts a transaction that the caller commits or rolls back, for
 // code that cannot run its work inside Atomic. Prefer Atomic.
@@ -78,11 +85,16 @@ func (db *DB) Begin(ctx context.Context) (*Tx, error) {
 		// PostgreSQL, keeps one reasoning for both servers.
 		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
-	tx, err := db.pool.BeginTx(ctx, opts)
+	done, err := db.writer.wait(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &Tx{tx: tx, db: db}, nil
+	tx, err := db.pool.BeginTx(ctx, opts)
+	if err != nil {
+		done()
+		return nil, err
+	}
+	return &Tx{tx: tx, db: db, done: done}, nil
 }
 
 // txKey finds a pool's ambient transaction in a context. It is keyed by the
@@ -235,6 +247,11 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if tx, ok := db.TxFrom(ctx); ok {
 		return tx.ExecContext(ctx, query, args...)
 	}
+	done, err := db.writer.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	query = db.Dialect.Rebind(query)
 	if s := db.stmts.get(query); s != nil {
 		return s.ExecContext(ctx, args...)
