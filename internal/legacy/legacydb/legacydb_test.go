@@ -268,7 +268,9 @@ func TestConcurrentWritersExportMissesNothing(t *testing.T) {
 			if _, err := store.Enrol(ctx, legacy.Customer{ID: customer, Name: "name 0", Email: "x@example.com"}); err != nil {
 				t.Fatal(err)
 			}
+			mu.Lock() // the writers started already write names too
 			names[customer] = "name 0"
+			mu.Unlock()
 			wg.Go(func() {
 				for i := range each {
 					o := newOrder(customer, time.Now())
