@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/microshop/microshop/internal/fail"
@@ -113,8 +114,31 @@ func NewProxy(resolver Resolver, registryURL string, log *slog.Logger, opts ...O
 		},
 		ModifyResponse: p.upstreamAnswered,
 		ErrorHandler:   p.upstreamError,
+		BufferPool:     copyBuffers,
 	}
 	return p, nil
+}
+
+// copyBuffers lends the proxy the buffers it copies response bodies
+// through. Without a pool, httputil.ReverseProxy allocates 32 KiB for every
+// response: at ten thousand small answers a second that was 44% of the bytes
+// the one-process shop allocated, and garbage collection took a seventh of
+// its CPU.
+var copyBuffers httputil.BufferPool = &bufferPool{pool: sync.Pool{New: func() any {
+	b := make([]byte, 32<<10) // what ReverseProxy allocates without a pool
+	return &b
+}}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte { return *p.pool.Get().(*[]byte) }
+
+func (p *bufferPool) Put(b []byte) {
+	if cap(b) != 32<<10 {
+		return // not one of ours
+	}
+	b = b[:cap(b)]
+	p.pool.Put(&b)
 }
 
 // Handler returns the handler for one route.

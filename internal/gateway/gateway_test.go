@@ -225,6 +225,29 @@ func TestEveryRouteReachesItsService(t *testing.T) {
 	}
 }
 
+// TestConcurrentAnswersComeThroughWhole sends requests of many sizes at
+// once, each echoed back in a body of up to about 100 KiB (several of the
+// proxy's pooled 32 KiB copy buffers): every answer is its own request's,
+// byte for byte, so no buffer is lent to two responses at a time.
+func TestConcurrentAnswersComeThroughWhole(t *testing.T) {
+	s := newShop(t)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := range 20 {
+				size := (w*20 + i) * 331 % (100 << 10)
+				query := "w=" + strconv.Itoa(w) + "&i=" + strconv.Itoa(i) + "&pad=" + strings.Repeat(string(rune('a'+(w+i)%26)), size)
+				e := s.echoed(t, "GET", "/api/v1/products?"+query, nil)
+				if e.Query != query {
+					t.Errorf("worker %d, request %d: the answer echoed %d bytes of query, not its own %d", w, i, len(e.Query), len(query))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 func TestTheRouteTableSendsPathsToTheirOwners(t *testing.T) {
 	s := newShop(t)
 	tests := []struct{ method, path, service string }{
