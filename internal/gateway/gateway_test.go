@@ -237,9 +237,19 @@ func TestConcurrentAnswersComeThroughWhole(t *testing.T) {
 			for i := range 20 {
 				size := (w*20 + i) * 331 % (100 << 10)
 				query := "w=" + strconv.Itoa(w) + "&i=" + strconv.Itoa(i) + "&pad=" + strings.Repeat(string(rune('a'+(w+i)%26)), size)
-				e := s.echoed(t, "GET", "/api/v1/products?"+query, nil)
-				if e.Query != query {
-					t.Errorf("worker %d, request %d: the answer echoed %d bytes of query, not its own %d", w, i, len(e.Query), len(query))
+				// Not s.echoed: it stops the test, which only the test's own
+				// goroutine may do.
+				resp, err := s.client.Get(s.url + "/api/v1/products?" + query)
+				if err != nil {
+					t.Errorf("worker %d, request %d: %v", w, i, err)
+					return
+				}
+				var e echo
+				err = json.NewDecoder(resp.Body).Decode(&e)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || e.Query != query {
+					t.Errorf("worker %d, request %d: status %d, %v; the answer echoed %d bytes of query, not its own %d",
+						w, i, resp.StatusCode, err, len(e.Query), len(query))
 					return
 				}
 			}

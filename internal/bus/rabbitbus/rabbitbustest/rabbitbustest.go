@@ -118,8 +118,8 @@ func (n *Node) Restart(t testing.TB) time.Duration {
 	return time.Since(began)
 }
 
-// Addr is the node's AMQP listener, host:port.
-func (n *Node) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.port)) }
+// addr is the node's AMQP listener, host:port.
+func (n *Node) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.port)) }
 
 func (n *Node) running() bool {
 	if n.done == nil {
@@ -193,13 +193,13 @@ func (n *Node) start() error {
 			return fmt.Errorf("the node exited while starting (%v):\n%s", proc.ProcessState, n.tail())
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", n.Addr(), time.Second); err == nil {
+		if c, err := net.DialTimeout("tcp", n.addr(), time.Second); err == nil {
 			c.Close()
 			return nil
 		}
 		if time.Now().After(deadline) {
 			n.kill()
-			return fmt.Errorf("no AMQP listener at %s after %v:\n%s", n.Addr(), bootTimeout, n.tail())
+			return fmt.Errorf("no AMQP listener at %s after %v:\n%s", n.addr(), bootTimeout, n.tail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
